@@ -1,0 +1,39 @@
+"""Package of the Segment Profile API source connector (and its local API emulator)."""
+
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"
+
+# Pinned: the connector is an image, and the image must behave the same on every build.
+# airbyte-cdk 7.39.1 is the 7.x release the CDK notes in ../shared were measured with.
+MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1"]
+
+TEST_REQUIREMENTS = [
+    "pytest==9.2.0",
+    "requests-mock==1.12.1",  # the CDK's mock_http imports it without depending on it
+    "jsonschema==4.26.0",
+    "airbyte-connector-models==0.1.12",  # Airbyte's ConnectorMetadataDefinitionV0, to validate metadata.yaml
+]
+
+# PyAirbyte runs the embedded DuckDB warehouse sync; 0.71.3 is the release that resolves with
+# airbyte-cdk 7.39.1 (unpinned, pip steps back to 0.69.0; see ../shared/pyairbyte-notes.md).
+WAREHOUSE_REQUIREMENTS = ["airbyte==0.71.3"]
+
+setup(
+    name="source-segment-profile",
+    version=VERSION,
+    description="Airbyte source connector for the Segment Profile API (Segment Unify).",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["source_segment_profile*", "segment_profile_emulator*"]) + ["source_segment_profile.schemas"],
+    # The top-level schemas/ ships inside the package, where the CDK looks for stream schemas.
+    package_dir={"source_segment_profile.schemas": "schemas"},
+    package_data={"source_segment_profile": ["spec.json"], "source_segment_profile.schemas": ["*.json"]},
+    install_requires=MAIN_REQUIREMENTS,
+    extras_require={"tests": TEST_REQUIREMENTS, "warehouse": WAREHOUSE_REQUIREMENTS},
+    entry_points={
+        "console_scripts": [
+            "source-segment-profile=source_segment_profile.run:run",
+            "segment-profile-emulator=segment_profile_emulator.cli:main",
+        ]
+    },
+)

@@ -1,0 +1,73 @@
+"""What a user watching a long sync sees: steady progress lines and one summary per stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from source_segment_profile.api_client import RequestCounters
+from source_segment_profile.masking import mask_id_list
+
+# Often enough to show a sync is alive, rare enough not to drown the log (never per record).
+PROGRESS_INTERVAL_SECONDS = 5.0
+
+
+@dataclass
+class StreamProgress:
+    stream: str
+    total_profiles: int
+    counters: RequestCounters
+    budget_requests_per_second: float
+    logger: logging.Logger
+    interval_seconds: float = PROGRESS_INTERVAL_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    profiles_done: int = 0
+    records: int = 0
+    pages: int = 0
+    not_found: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._started = self.clock()
+        self._last_line = self._started
+        self._requests_at_start = self.counters.get(self.stream, "requests")
+
+    def profile_done(self, records: int, pages: int, found: bool, external_id: str) -> None:
+        self.profiles_done += 1
+        self.records += records
+        self.pages += pages
+        if not found:
+            self.not_found.append(external_id)
+        self.log_if_due()
+
+    def log_if_due(self) -> None:
+        now = self.clock()
+        if now - self._last_line < self.interval_seconds:
+            return
+        self._last_line = now
+        elapsed = now - self._started
+        rate = self._requests() / elapsed if elapsed > 0 else 0.0
+        left = self.total_profiles - self.profiles_done
+        eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
+        self.logger.info(
+            f"Progress {self.stream}: {self.profiles_done}/{self.total_profiles} profiles, {self.records} records, "
+            f"{rate:.1f} requests/s of a {self.budget_requests_per_second:g}/s budget, "
+            f"{self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
+            f"{self.counters.get(self.stream, 'retries')} retries, {eta}."
+        )
+
+    def summary(self) -> str:
+        duration = self.clock() - self._started
+        not_found = f" ({mask_id_list(self.not_found)})" if self.not_found else ""
+        line = (
+            f"Summary {self.stream}: {self.profiles_done - len(self.not_found)} profiles read, "
+            f"{len(self.not_found)} not found{not_found}, {self.records} records, {self._requests()} requests, "
+            f"{self.pages} pages, {self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
+            f"{self.counters.get(self.stream, 'retries')} retries, {duration:.1f} s."
+        )
+        self.logger.info(line)
+        return line
+
+    def _requests(self) -> int:
+        return self.counters.get(self.stream, "requests") - self._requests_at_start

@@ -1,0 +1,452 @@
+"""The seven Profile API streams: one base that reads profiles, then a few lines per resource.
+
+API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/segment-profile-api-openapi.yml).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.http import HttpStream
+
+from source_segment_profile.api_client import ApiPage, ProfileApiClient, decode_json_object
+from source_segment_profile.concurrent_reader import ConcurrentProfileReader
+from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, parse_timestamp
+from source_segment_profile.errors import ProfileNotFound, StateError, describe_request
+from source_segment_profile.masking import mask_external_id
+from source_segment_profile.pagination import ProfileCursorPaginator
+from source_segment_profile.profile_urls import profile_url
+from source_segment_profile.progress import StreamProgress
+
+# State is checkpointed after every this many profiles, so an interrupted sync resumes close to
+# where it stopped instead of starting over.
+CHECKPOINT_EVERY_PROFILES = 200
+# How often an idle consumer (all workers waiting on the API) still logs progress.
+IDLE_POLL_SECONDS = 1.0
+# Segment's docs: links returns at most 20 per page.
+LINKS_PAGE_SIZE = 20
+
+logger = logging.getLogger("airbyte")
+
+
+@functools.cache
+def load_schema(stream_name: str) -> Mapping[str, Any]:
+    """The stream's JSON schema: packaged beside this module when installed, top-level schemas/ in a checkout."""
+    for folder in (Path(__file__).parent / "schemas", Path(__file__).parent.parent / "schemas"):
+        path = folder / f"{stream_name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"no schema for stream {stream_name}")
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """Everything one profile contributed to a stream, read completely."""
+
+    external_id: str
+    records: list[dict[str, Any]]
+    pages: int
+    found: bool
+
+
+class ProfileStream(HttpStream, ABC):
+    """Reads one resource for every configured profile id, concurrently, paced by the shared budget.
+
+    Slices are batches of CHECKPOINT_EVERY_PROFILES profiles: the CDK emits state after each. The
+    profiles themselves are read by one ConcurrentProfileReader per stream read, which runs ahead
+    of the batch boundaries so that workers never idle at them.
+    """
+
+    collection: ClassVar[str]  # "users" or "accounts"
+    resource: ClassVar[str]  # the last path segment: traits, events, ...
+    page_size_cap: ClassVar[Optional[int]] = MAX_PAGE_SIZE  # None: the endpoint is not paginated
+    primary_key: Any = "external_id"
+
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
+        self._config = config
+        self._client = client
+        self._profile_results: Optional[Iterator[ProfileResult]] = None
+        self._progress: Optional[StreamProgress] = None
+        self._sync_mode = SyncMode.full_refresh
+        super().__init__()
+
+    # --- what a leaf says -------------------------------------------------------------------
+
+    @abstractmethod
+    def items_from_page(self, page: ApiPage) -> list[Any]:
+        """The items of one page (data entries, trait pairs, ...); raises page.unexpected(...) on a bad shape."""
+
+    @abstractmethod
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        """The records of one profile, from the items of all its pages."""
+
+    # --- HttpStream's interface -------------------------------------------------------------
+
+    @property
+    def url_base(self) -> str:
+        return f"{self._config.base_url}/v1/spaces/{quote(self._config.space_id, safe='')}/"
+
+    def path(self, *, stream_slice: Optional[Mapping[str, Any]] = None, **_: Any) -> str:
+        return profile_url(
+            self._config.base_url, self._config.space_id, self.collection, stream_slice["external_id"], self.resource
+        )
+
+    def request_params(
+        self,
+        stream_state: Optional[Mapping[str, Any]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        next_page_token: Optional[Mapping[str, Any]] = None,
+    ) -> MutableMapping[str, Any]:
+        params: dict[str, Any] = {}
+        if self.page_size_cap:
+            params["limit"] = min(self._config.page_size, self.page_size_cap)
+        if next_page_token:
+            params.update(next_page_token)
+        return params
+
+    def parse_response(self, response: requests.Response, **_: Any) -> Iterable[Mapping[str, Any]]:
+        page = self._page_from_response(response)
+        return self.records_for_profile(page.external_id, self.items_from_page(page))
+
+    def next_page_token(self, response: requests.Response) -> Optional[Mapping[str, Any]]:
+        page = self._page_from_response(response)
+        token = ProfileCursorPaginator().next_token(page, len(self.items_from_page(page))) if self.page_size_cap else None
+        return {"next": token} if token else None
+
+    def _page_from_response(self, response: requests.Response) -> ApiPage:
+        """The CDK-style view of a response; reading itself goes through ProfileApiClient.get_page."""
+        external_id = unquote(urlsplit(response.url).path.split("/profiles/", 1)[1].split("/", 1)[0])
+        page = ApiPage(None, response.content, response.headers.get("Request-Id"), response.url, self.name, external_id)
+        return ApiPage(decode_json_object(page), page.raw, page.request_id, page.url, page.endpoint, page.external_id)
+
+    def get_json_schema(self) -> Mapping[str, Any]:
+        return load_schema(self.name)
+
+    @property
+    def is_resumable(self) -> bool:
+        # Without this the CDK gives a full-refresh HttpStream a resumable-full-refresh cursor that
+        # ignores our slices (cdk-notes: "resumable full refresh reading one page").
+        return self.supports_incremental
+
+    # --- reading ----------------------------------------------------------------------------
+
+    @property
+    def external_ids(self) -> tuple[str, ...]:
+        return self._config.user_external_ids if self.collection == "users" else self._config.account_external_ids
+
+    def stream_slices(self, *, sync_mode: SyncMode, **_: Any) -> Iterable[Optional[Mapping[str, Any]]]:
+        total = len(self.external_ids)
+        for first in range(0, total, CHECKPOINT_EVERY_PROFILES):
+            yield {"first_profile": first, "profile_count": min(CHECKPOINT_EVERY_PROFILES, total - first)}
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[Mapping[str, Any]]:
+        if self._profile_results is None:
+            self._start_reading(sync_mode)
+        for _ in range(stream_slice["profile_count"]):
+            result = next(self._profile_results)
+            yield from result.records
+            self.profile_completed(result)
+            self._progress.profile_done(len(result.records), result.pages, result.found, result.external_id)
+        if stream_slice["first_profile"] + stream_slice["profile_count"] >= len(self.external_ids):
+            self._progress.summary()
+            self._profile_results = None
+
+    def profile_completed(self, result: ProfileResult) -> None:
+        """Called once a profile's records are all emitted; incremental streams advance their cursor here."""
+
+    def _start_reading(self, sync_mode: SyncMode) -> None:
+        self._sync_mode = sync_mode
+        self._progress = StreamProgress(
+            stream=self.name,
+            total_profiles=len(self.external_ids),
+            counters=self._client.counters,
+            budget_requests_per_second=self._config.requests_per_second,
+            logger=self.logger,
+        )
+        reader = ConcurrentProfileReader(
+            self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS
+        )
+        self._profile_results = reader.results(self.external_ids)
+
+    def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
+        """Reads every page of one profile (runs on a worker thread)."""
+        stream_slice = {"external_id": external_id}
+        url = self.path(stream_slice=stream_slice)
+        paginator = ProfileCursorPaginator()
+        items: list[Any] = []
+        pages = 0
+        token: Optional[str] = None
+        while not stopping.is_set():
+            params = self.request_params(stream_slice=stream_slice, next_page_token={"next": token} if token else None)
+            try:
+                page = self._client.get_page(url, params, self.name, external_id)
+            except ProfileNotFound as not_found:
+                self.logger.warning(
+                    f"Skipping profile {mask_external_id(external_id)} in {self.name}: the Profile API answered 404 "
+                    f"(Request-Id {not_found.request_id or 'none'}); check the id's type and value."
+                )
+                return ProfileResult(external_id, [], pages, found=False)
+            pages += 1
+            page_items = self.items_from_page(page)
+            items.extend(page_items)
+            if not self.page_size_cap or self.reached_older_data(external_id, page_items):
+                break
+            token = paginator.next_token(page, len(page_items))
+            if token is None:
+                break
+        return ProfileResult(external_id, self.records_for_profile(external_id, items), pages, found=True)
+
+    def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
+        """True when later pages can only hold data this sync does not want (incremental events)."""
+        return False
+
+
+class DataListStream(ProfileStream, ABC):
+    """Endpoints answering `{"data": [...], "cursor": {...}}`; `data: null` means no items."""
+
+    def items_from_page(self, page: ApiPage) -> list[Any]:
+        data = page.body.get("data")
+        if data is None:
+            return []
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise page.unexpected("'data' is not a list of objects")
+        return data
+
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        return [{**item, "external_id": external_id} for item in items]
+
+
+class TraitsStream(ProfileStream, ABC):
+    """One record per profile: `{external_id, traits}`, the traits of every page merged."""
+
+    def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
+        params = super().request_params(**kwargs)
+        if self._config.trait_names:
+            params["include"] = ",".join(self._config.trait_names)
+        return params
+
+    def items_from_page(self, page: ApiPage) -> list[Any]:
+        traits = page.body.get("traits")
+        if traits is None:
+            return []
+        if not isinstance(traits, dict):
+            raise page.unexpected("'traits' is not an object")
+        return list(traits.items())
+
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        return [{"external_id": external_id, "traits": dict(items)}]
+
+
+class ExternalIdsStream(DataListStream, ABC):
+    primary_key = ["external_id", "type", "id"]
+
+
+class UserTraits(TraitsStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-traits"""
+
+    collection, resource = "users", "traits"
+
+
+class AccountTraits(TraitsStream):
+    """https://segment.com/docs/unify/profile-api/#get-account-traits"""
+
+    collection, resource = "accounts", "traits"
+
+
+class UserExternalIds(ExternalIdsStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-external-ids"""
+
+    collection, resource = "users", "external_ids"
+
+
+class AccountExternalIds(ExternalIdsStream):
+    """https://segment.com/docs/unify/profile-api/#get-account-external-ids"""
+
+    collection, resource = "accounts", "external_ids"
+
+
+class UserMetadata(ProfileStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-metadata
+
+    The seed spec answers the fields at the top level; Segment's docs show them wrapped in
+    `{"metadata": {...}}`. Both become one flat record.
+    """
+
+    collection, resource = "users", "metadata"
+    page_size_cap = None
+
+    def items_from_page(self, page: ApiPage) -> list[Any]:
+        metadata = page.body.get("metadata", page.body)
+        if not isinstance(metadata, dict):
+            raise page.unexpected("'metadata' is not an object")
+        return [metadata]
+
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        return [{**item, "external_id": external_id} for item in items]
+
+
+class UserLinks(DataListStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-links
+
+    A link has no id of its own, so `linked_external_id` (the smallest `type:id` of the linked
+    profile's ids, stable across syncs) joins `external_id` and `to_collection` as primary key.
+    """
+
+    collection, resource = "users", "links"
+    page_size_cap = LINKS_PAGE_SIZE
+    primary_key = ["external_id", "to_collection", "linked_external_id"]
+
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {**link, "external_id": external_id, "linked_external_id": linked_external_id(link)} for link in items
+        ]
+
+
+def linked_external_id(link: Mapping[str, Any]) -> str:
+    ids = [f"{entry.get('type')}:{entry.get('id')}" for entry in link.get("external_ids") or [] if isinstance(entry, dict)]
+    return min(ids, default="")
+
+
+class UserEvents(DataListStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-events
+
+    Incremental on `timestamp`, with one cursor per profile: the API keeps ~14 days of events, so
+    a warehouse keeps history only by appending what is new. Events come newest first; paging stops
+    at the first page that reaches back past the profile's cursor (minus the lookback window).
+    """
+
+    collection, resource = "users", "events"
+    primary_key = ["external_id", "messageId"]
+    cursor_field = "timestamp"
+    STATE_VERSION = 1
+
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
+        self._cursors: dict[str, str] = {}
+        self._lower_bounds: dict[str, Optional[datetime]] = {}
+        super().__init__(config, client)
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        configured = set(self.external_ids)
+        # Only ids still configured: a profile removed from the config drops out of the state.
+        profiles = {external_id: cursor for external_id, cursor in self._cursors.items() if external_id in configured}
+        return {"state_version": self.STATE_VERSION, "profiles": profiles}
+
+    @state.setter
+    def state(self, value: MutableMapping[str, Any]) -> None:
+        self._cursors = read_events_state(value, self.external_ids)
+
+    def _start_reading(self, sync_mode: SyncMode) -> None:
+        # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
+        self._lower_bounds = {external_id: self._lower_bound(external_id, sync_mode) for external_id in self.external_ids}
+        super()._start_reading(sync_mode)
+
+    def _lower_bound(self, external_id: str, sync_mode: SyncMode) -> Optional[datetime]:
+        bounds = [self._config.start_date] if self._config.start_date else []
+        cursor = self._cursors.get(external_id)
+        if sync_mode == SyncMode.incremental and cursor:
+            # Re-read a lookback window: events can arrive late; the primary key dedups the overlap.
+            bounds.append(parse_timestamp(cursor) - timedelta(seconds=self._config.events_lookback_seconds))
+        return max(bounds, default=None)
+
+    def request_params(self, stream_slice: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> MutableMapping[str, Any]:
+        params = super().request_params(stream_slice=stream_slice, **kwargs)
+        lower_bound = self._lower_bounds.get(stream_slice["external_id"]) if stream_slice else None
+        if lower_bound:
+            params["start"] = lower_bound.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return params
+
+    def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
+        result = super()._read_profile(external_id, stopping)
+        lower_bound = self._lower_bounds.get(external_id)
+        if lower_bound is None:
+            return result
+        # The server may ignore `start`: filter here as well.
+        kept = [record for record in result.records if not is_before(record.get("timestamp"), lower_bound)]
+        return ProfileResult(result.external_id, kept, result.pages, result.found)
+
+    def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
+        lower_bound = self._lower_bounds.get(external_id)
+        return lower_bound is not None and any(is_before(item.get("timestamp"), lower_bound) for item in page_items)
+
+    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        records = super().records_for_profile(external_id, items)
+        for record in records:
+            # The seed spec says messageId; real events may carry only message_id.
+            if record.get("messageId") is None and record.get("message_id") is not None:
+                record["messageId"] = record["message_id"]
+        return records
+
+    def profile_completed(self, result: ProfileResult) -> None:
+        newest = self._cursors.get(result.external_id)
+        for record in result.records:
+            timestamp = record.get("timestamp")
+            if isinstance(timestamp, str) and (newest is None or is_after(timestamp, newest)):
+                newest = timestamp
+        if newest is not None:
+            self._cursors[result.external_id] = newest
+
+
+def is_before(timestamp: Any, bound: datetime) -> bool:
+    """True only for a readable timestamp before `bound`; an event without one is kept, not dropped."""
+    try:
+        return parse_timestamp(timestamp) < bound
+    except (TypeError, ValueError):
+        return False
+
+
+def is_after(timestamp: str, other: str) -> bool:
+    try:
+        return parse_timestamp(timestamp) > parse_timestamp(other)
+    except (TypeError, ValueError):
+        return False
+
+
+def read_events_state(value: Optional[Mapping[str, Any]], configured_ids: tuple[str, ...]) -> dict[str, str]:
+    """Per-profile cursors from a user_events state; a state this version cannot read is a StateError.
+
+    Accepted: `{}`; the current `{"state_version": 1, "profiles": {id: timestamp}}`; and a single
+    stream-wide `{"timestamp": ...}` (the shape a plain Airbyte incremental stream writes), which
+    becomes the cursor of every configured profile.
+    """
+    reset_hint = "Reset the user_events stream in Airbyte (its next sync reads every event the API still keeps)."
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StateError(f"The user_events state is {type(value).__name__}, not an object. {reset_hint}")
+    if "state_version" not in value and set(value) == {"timestamp"}:
+        _check_timestamp(value["timestamp"], "timestamp", reset_hint)
+        return {external_id: value["timestamp"] for external_id in configured_ids}
+    if value.get("state_version") != UserEvents.STATE_VERSION or not isinstance(value.get("profiles"), Mapping):
+        raise StateError(
+            f"The user_events state has a shape this connector version cannot read "
+            f"(state_version {value.get('state_version')!r}, keys {sorted(value)[:5]}). {reset_hint}"
+        )
+    cursors = dict(value["profiles"])
+    for external_id, cursor in cursors.items():
+        _check_timestamp(cursor, f"profiles[{mask_external_id(str(external_id))!r}]", reset_hint)
+    return cursors
+
+
+def _check_timestamp(value: Any, where: str, reset_hint: str) -> None:
+    try:
+        parse_timestamp(value)
+    except (TypeError, ValueError):
+        raise StateError(f"The user_events state holds {value!r} at {where}, which is not a timestamp. {reset_hint}") from None
