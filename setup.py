@@ -24,7 +24,7 @@ setup(
     version=VERSION,
     description="Airbyte source connector for the Segment Profile API (Segment Unify).",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["source_segment_profile*", "segment_profile_emulator*"]) + ["source_segment_profile.schemas"],
+    packages=find_packages(include=["source_segment_profile*", "segment_profile_emulator*", "segment_profile_warehouse*"]) + ["source_segment_profile.schemas"],
     # The top-level schemas/ ships inside the package, where the CDK looks for stream schemas.
     package_dir={"source_segment_profile.schemas": "schemas"},
     package_data={"source_segment_profile": ["spec.json"], "source_segment_profile.schemas": ["*.json"]},
@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "source-segment-profile=source_segment_profile.run:run",
             "segment-profile-emulator=segment_profile_emulator.cli:main",
+            "segment-profile-warehouse=segment_profile_warehouse.sync:main",
         ]
     },
 )

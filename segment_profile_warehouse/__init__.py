@@ -1,0 +1,1 @@
+"""Embedded-warehouse syncs of the connector (PyAirbyte + DuckDB); needs the `warehouse` extra."""

@@ -1,0 +1,172 @@
+"""Syncing the connector into an embedded DuckDB warehouse through PyAirbyte.
+
+    segment-profile-warehouse demo                       # emulator + ~1,000 users -> demo-output/
+    segment-profile-warehouse sync --config my.json --db segment.duckdb   # a real space
+
+PyAirbyte keeps the incremental state in the DuckDB file (`<schema>._airbyte_state`), so running
+either command again continues where the last run stopped (user_events appends only new events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+SCHEMA_NAME = "segment_profile"
+DEMO_OUTPUT = Path("demo-output")
+STREAMS = (
+    "user_traits",
+    "user_events",
+    "user_external_ids",
+    "user_metadata",
+    "user_links",
+    "account_traits",
+    "account_external_ids",
+)
+# The connector's own progress and summary lines; PyAirbyte only writes connector logs to its file.
+CONNECTOR_LINES_SHOWN = ("Progress ", "Summary ")
+
+
+def _prepare_pyairbyte_environment(work_dir: Path) -> None:
+    """Must run before `import airbyte` (../shared/pyairbyte-notes.md).
+
+    Offline mode: without it get_source() looks the name up in Airbyte's online registry (and
+    can hang: no timeout). Telemetry is a blocking POST. A private temp dir: a killed read leaves
+    the config, token included, in it.
+    """
+    os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("NO_LIVE_PROGRESS", "1")
+    private_tmp = work_dir / ".pyairbyte-tmp"
+    private_tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("AIRBYTE_TEMP_DIR", str(private_tmp))
+    os.environ.setdefault("AIRBYTE_LOGGING_ROOT", str(work_dir / "logs"))
+
+
+def connector_executable() -> str:
+    """The installed connector CLI, next to this interpreter (the same venv) or on PATH."""
+    beside = Path(sys.executable).parent / "source-segment-profile"
+    found = str(beside) if beside.exists() else shutil.which("source-segment-profile")
+    if not found:
+        raise SystemExit("source-segment-profile is not installed: run `make demo` or `pip install .[warehouse]`.")
+    return found
+
+
+def sync_to_duckdb(config: Mapping[str, Any], db_path: Path, streams: tuple[str, ...] = STREAMS) -> dict[str, int]:
+    """Reads the selected streams into the DuckDB file; returns the row count of every table."""
+    db_path = db_path.resolve()
+    if db_path.stem == SCHEMA_NAME:
+        # DuckDB then cannot tell the catalog from the schema ("Ambiguous reference").
+        raise SystemExit(f"Name the DuckDB file something other than {SCHEMA_NAME}.duckdb, e.g. segment.duckdb.")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_pyairbyte_environment(db_path.parent)
+    import airbyte as ab  # noqa: E402 (the environment above must be set first)
+    from airbyte.caches import DuckDBCache
+
+    source = ab.get_source("source-segment-profile", config=dict(config), local_executable=connector_executable())
+    _show_connector_progress(source)
+    source.select_streams(list(streams))
+    cache = DuckDBCache(db_path=str(db_path), schema_name=SCHEMA_NAME)
+    try:
+        print(f"Syncing {len(streams)} streams into {db_path} (schema {SCHEMA_NAME})...", flush=True)
+        source.read(cache=cache)
+        counts = {
+            stream: cache.run_sql_query(f"SELECT count(*) AS n FROM {SCHEMA_NAME}.{stream}")[0]["n"]
+            for stream in streams
+        }
+        print("\nRows per table:")
+        for stream, count in counts.items():
+            print(f"  {SCHEMA_NAME}.{stream:<22} {count:>9,}")
+        _print_example_queries(cache, streams)
+    finally:
+        cache.close()
+    print(f"\nDuckDB file: {db_path}")
+    return counts
+
+
+def _show_connector_progress(source: Any) -> None:
+    # PyAirbyte sends connector LOG messages only to its log file; echo ours so that the user sees
+    # the same progress and summary figures as in an Airbyte job log. (A private hook of the
+    # pinned PyAirbyte 0.71.3; if it changes, progress is simply not echoed.)
+    write_to_file = getattr(source, "_print_info_message", None)
+    if write_to_file is None:
+        return
+
+    def print_info_message(message: str) -> None:
+        write_to_file(message)
+        if message.startswith(CONNECTOR_LINES_SHOWN):
+            print(f"  {message}", flush=True)
+
+    source._print_info_message = print_info_message
+
+
+def _print_example_queries(cache: Any, streams: tuple[str, ...]) -> None:
+    if "user_events" in streams:
+        print("\nMost frequent events:")
+        rows = cache.run_sql_query(
+            f"SELECT coalesce(event, type) AS name, count(*) AS n FROM {SCHEMA_NAME}.user_events "
+            "GROUP BY 1 ORDER BY n DESC, name LIMIT 5"
+        )
+        for row in rows:
+            print(f"  {row['name']:<28} {row['n']:>9,}")
+    if "user_traits" in streams:
+        rows = cache.run_sql_query(
+            f"SELECT external_id, traits FROM {SCHEMA_NAME}.user_traits ORDER BY external_id LIMIT 1"
+        )
+        if rows:
+            traits = rows[0]["traits"]
+            traits = json.loads(traits) if isinstance(traits, str) else traits
+            shown = dict(list(traits.items())[:6])
+            print(f"\nTraits of {rows[0]['external_id']} (first {len(shown)} of {len(traits)}):")
+            print("  " + json.dumps(shown, ensure_ascii=False, default=str)[:400])
+
+
+def run_demo(users: int, accounts: int, db_path: Path, seed: int) -> dict[str, int]:
+    """Starts the local emulator, syncs every stream for all its profiles, stops the emulator."""
+    from segment_profile_emulator.testing import running_emulator
+
+    print(f"Starting the local Profile API emulator with {users} users and {accounts} accounts...", flush=True)
+    with running_emulator(users=users, accounts=accounts, seed=seed) as emulator:
+        truth = emulator.ground_truth()
+        config = {
+            "space_id": emulator.space_id,
+            "access_token": emulator.token,
+            "api_base_url": emulator.url,
+            "user_external_ids": [user["lookup_id"] for user in truth["users"]],
+            "account_external_ids": [account["lookup_id"] for account in truth["accounts"]],
+            "requests_per_second": 80,
+        }
+        print(f"Emulator at {emulator.url} (clock {truth['now']}).", flush=True)
+        counts = sync_to_duckdb(config, db_path)
+    print("Emulator stopped. Run the same command again to continue incrementally.")
+    return counts
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="segment-profile-warehouse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="sync the local emulator's profiles into DuckDB")
+    demo.add_argument("--users", type=int, default=1000)
+    demo.add_argument("--accounts", type=int, default=100)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--db", type=Path, default=DEMO_OUTPUT / "segment_profile_demo.duckdb")
+    sync = commands.add_parser("sync", help="sync a real space (a connector config file) into DuckDB")
+    sync.add_argument("--config", type=Path, required=True, help="a connector config JSON (see README)")
+    sync.add_argument("--db", type=Path, required=True, help="the DuckDB file to create or continue")
+    sync.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        run_demo(args.users, args.accounts, args.db, args.seed)
+    else:
+        sync_to_duckdb(json.loads(args.config.read_text()), args.db, tuple(args.streams))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
