@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -40,6 +42,8 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,  # a body cut short of its Content-Length
     requests.exceptions.ContentDecodingError,
 )
+# 19 digits reach past 2**63, where orjson would silently parse an integer as a float.
+LONG_DIGIT_RUN = re.compile(rb"\d{19,}")
 CONNECT_TIMEOUT_SECONDS = 10.0
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -178,10 +182,15 @@ class ProfileApiClient:
 
 
 def decode_json_object(page: ApiPage) -> dict[str, Any]:
-    """The page's raw body as a JSON object, or the error that says it is not one."""
+    """The page's raw body as a JSON object, or the error that says it is not one.
+
+    orjson is several times faster, but turns integers beyond 64 bits into floats, and traits
+    hold such numbers; a body with a run of 19+ digits (possibly only inside a string) takes the
+    exact stdlib parser instead.
+    """
     try:
-        body = orjson.loads(page.raw)
-    except orjson.JSONDecodeError:
+        body = json.loads(page.raw) if LONG_DIGIT_RUN.search(page.raw) else orjson.loads(page.raw)
+    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError):
         raise page.unexpected("the body is not JSON") from None
     if not isinstance(body, dict):
         raise page.unexpected("the body is not a JSON object")
