@@ -30,15 +30,22 @@ class RateBudget:
         self.seconds_paused = 0.0
 
     def acquire(self) -> None:
-        """Blocks until this caller may send one request."""
-        with self._lock:
-            now = self._clock()
-            # A budget left idle does not bank slots for a later burst.
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-            self.requests_granted += 1
-        if slot > now:
-            self._sleep(slot - now)
+        """Blocks until this caller may send one request.
+
+        A slot is taken only when it has come, never reserved ahead: a thread that slept towards
+        a slot looks again when it wakes, so a pause that began meanwhile (a 429 seen by another
+        worker) holds it back too.
+        """
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = self._next_slot - now
+                if wait <= 0:
+                    # A budget left idle does not bank slots for a later burst.
+                    self._next_slot = max(now, self._next_slot) + self.interval
+                    self.requests_granted += 1
+                    return
+            self._sleep(wait)
 
     def pause_for(self, seconds: float) -> None:
         """No slot is granted to anyone for `seconds` from now (a 429's Retry-After or backoff)."""
