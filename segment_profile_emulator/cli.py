@@ -1,0 +1,102 @@
+"""Command line of the emulator: `segment-profile-emulator --users 1000 --port 8080`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from .dataset import build_dataset, ground_truth_chunks, to_json_bytes
+from .server import RETRY_AFTER_MODES, EmulatorServer, EmulatorSettings
+
+DEFAULTS = EmulatorSettings()
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment-profile-emulator",
+        description="Serve the Segment Profile API from a deterministic synthetic space.",
+    )
+    parser.add_argument("--host", default=DEFAULTS.host)
+    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="0 picks a free port")
+    parser.add_argument("--ready-file", type=Path, help='write {"url", "pid"} here once listening')
+    parser.add_argument("--space-id", default=DEFAULTS.space_id)
+    parser.add_argument("--token", default=DEFAULTS.token, help="the Basic-auth username clients must send")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--users", type=int, default=100)
+    data.add_argument("--accounts", type=int, default=10)
+    data.add_argument("--seed", type=int, default=42)
+    data.add_argument("--now", help="the clock, ISO 8601 (default: the current second)")
+    data.add_argument("--ground-truth", type=Path, help="write what the API serves at startup to this JSON file")
+
+    pacing = parser.add_argument_group("latency and rate limit")
+    pacing.add_argument("--latency-ms", type=float, default=DEFAULTS.latency_ms, help="mean added latency")
+    pacing.add_argument(
+        "--latency-spread", type=_probability, default=DEFAULTS.latency_spread,
+        help="latency is uniform in mean*(1 +- spread)",
+    )
+    pacing.add_argument("--rate-limit", type=float, default=DEFAULTS.rate_limit, help="requests/s per space; 0 = off")
+    pacing.add_argument("--rate-burst", type=float, help="token-bucket size (default: the rate)")
+    pacing.add_argument("--retry-after", choices=RETRY_AFTER_MODES, default=DEFAULTS.retry_after,
+                        help="what a 429 carries")
+
+    faults = parser.add_argument_group("faults (probabilities per request)")
+    faults.add_argument("--fault-429", type=_probability, default=0.0, help="extra 429s (a storm)")
+    faults.add_argument("--fault-5xx", type=_probability, default=0.0, help="500/502/503 with an error body")
+    faults.add_argument("--fault-reset", type=_probability, default=0.0, help="close without any response")
+    faults.add_argument("--fault-truncate", type=_probability, default=0.0,
+                        help="full Content-Length, half the body, then close")
+    faults.add_argument("--fault-slow", type=_probability, default=0.0, help="wait --slow-seconds before answering")
+    faults.add_argument("--slow-seconds", type=float, default=DEFAULTS.slow_seconds)
+    faults.add_argument("--fault-seed", type=int, default=DEFAULTS.fault_seed, help="seed of the fault draws")
+    return parser
+
+
+def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
+    """Readers polling for the file never see it half written."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as file:
+        file.writelines(chunks)
+    os.replace(partial, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = EmulatorSettings(
+        **{name: getattr(args, name) for name in vars(EmulatorSettings()) if hasattr(args, name)}
+    )
+    try:
+        settings.validate()
+    except ValueError as error:
+        sys.exit(f"segment-profile-emulator: {error}")
+
+    started = time.monotonic()
+    dataset = build_dataset(args.users, args.accounts, args.seed, args.space_id, args.now)
+    if args.ground_truth:
+        _write_atomically(args.ground_truth, ground_truth_chunks(dataset))
+    server = EmulatorServer(settings, dataset)
+    if args.ready_file:
+        _write_atomically(args.ready_file, [to_json_bytes({"url": server.url, "pid": os.getpid()})])
+    print(
+        f"segment-profile-emulator: {server.url} space {args.space_id}, {args.users} users, "
+        f"{args.accounts} accounts, ready in {time.monotonic() - started:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

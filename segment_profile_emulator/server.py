@@ -1,0 +1,822 @@
+"""The HTTP server: Segment Profile API routes over a synthetic dataset, with auth, a per-space rate
+limit, injectable faults, and admin routes (under /_emulator/, no auth, not counted) for stats, the
+clock, fault knobs and ground truth.
+
+A profile request goes through: Basic auth (401 unauthorized), the route (404 not_found), the space
+(403 forbidden: an unknown space id is refused, not hidden), the per-space token bucket (429
+rate_limit_error), injected faults, then the profile lookup (404 not_found) and query validation
+(400 validation_error / invalid_request_error). Latency and slow faults delay every counted answer.
+
+Decisions a client must live with, as with the real API:
+- The external id segment is percent-decoded; an unencoded "+" never matches (only %2B is a plus).
+- Cursor `url`s are the path and query of the next page: relative for users, absolute
+  (http://host:port/...) for accounts; the last page has `url` and `next` empty. Some users' links
+  come without a cursor, and an events answer without events is `{"data": null, ...}`.
+- An events cursor pins its window (retention, start, end, filters) at the first page, so later
+  pages are a consistent snapshot even if the clock moves; `start` is inclusive, `end` exclusive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import json
+import math
+import random
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable, Iterator, NamedTuple
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+from .dataset import (
+    AccountProfile,
+    Dataset,
+    UserProfile,
+    format_timestamp,
+    ground_truth_chunks,
+    parse_timestamp,
+    to_json_bytes,
+)
+
+ADMIN_PREFIX = "/_emulator/"
+# See EmulatorStats.told_to_wait: requests already in flight when a 429 is sent are not counted.
+IN_FLIGHT_GRACE_SECONDS = 0.010
+
+# (collection, resource) -> endpoint name used in stats and the request log. Accounts have no
+# events or metadata; their links are not in the seed spec but Segment's docs show them.
+ENDPOINTS = {
+    ("users", "traits"): "user_traits",
+    ("users", "events"): "user_events",
+    ("users", "external_ids"): "user_external_ids",
+    ("users", "metadata"): "user_metadata",
+    ("users", "links"): "user_links",
+    ("accounts", "traits"): "account_traits",
+    ("accounts", "external_ids"): "account_external_ids",
+    ("accounts", "links"): "account_links",
+}
+
+MAX_PAGE_LIMIT = 200  # `limit` is 1..200 (seed spec)
+TRAITS_DEFAULT_LIMIT = 10  # Segment docs: traits default to 10 per page
+DEFAULT_LIMIT = 100
+LINKS_MAX_PAGE = 20  # Segment docs: links returns at most 20
+TRAIT_CLASSES = ("audience", "computed_trait")
+REQUEST_LOG_SIZE = 200_000
+RETRY_AFTER_MODES = ("none", "seconds", "http-date")
+LAST_PAGE_CURSOR = {"url": "", "has_more": False, "next": ""}
+
+SERVER_ERRORS = {
+    500: ("internal_error", "Internal server error."),
+    502: ("bad_gateway", "Bad gateway."),
+    503: ("service_unavailable", "Service unavailable, try again later."),
+}
+
+
+def error_body(code: str, message: str) -> bytes:
+    return to_json_bytes({"error": {"code": code, "message": message}})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(code, message)
+
+
+# (status, code, message) of the errors raised in several places
+PROFILE_NOT_FOUND = (404, "not_found", "Profile was not found.")
+INVALID_CURSOR = (400, "invalid_request_error", "The next cursor is invalid.")
+INVALID_LIMIT = (400, "validation_error", f"limit must be between 1 and {MAX_PAGE_LIMIT}")
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EmulatorSettings:
+    """Everything the CLI configures. The knobs in RUNTIME_KNOBS can also change while running."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    space_id: str = "spa_demo"
+    token: str = "emulator-token"
+    latency_ms: float = 0.0
+    latency_spread: float = 0.5
+    rate_limit: float = 100.0  # requests/s per space (Segment product limits); 0 = off
+    rate_burst: float | None = None  # None: one second's worth of the rate
+    retry_after: str = "none"
+    fault_429: float = 0.0
+    fault_5xx: float = 0.0
+    fault_reset: float = 0.0
+    fault_truncate: float = 0.0
+    fault_slow: float = 0.0
+    slow_seconds: float = 2.0
+    fault_seed: int = 0
+
+    def update(self, **knobs: Any) -> None:
+        """Change runtime knobs, validating all of them before changing any."""
+        unknown = set(knobs) - set(RUNTIME_KNOBS)
+        if unknown:
+            raise ValueError(f"unknown knobs: {sorted(unknown)}; known: {list(RUNTIME_KNOBS)}")
+        candidate = EmulatorSettings(**{**asdict(self), **knobs})
+        candidate.validate()
+        for name in knobs:
+            setattr(self, name, getattr(candidate, name))
+
+    def validate(self) -> None:
+        for name in ("fault_429", "fault_5xx", "fault_reset", "fault_truncate", "fault_slow"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a probability between 0 and 1")
+        if self.fault_429 + self.fault_5xx + self.fault_reset + self.fault_truncate > 1:
+            raise ValueError("fault_429 + fault_5xx + fault_reset + fault_truncate must not exceed 1")
+        for name in ("latency_ms", "latency_spread", "rate_limit", "slow_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.latency_spread > 1:
+            raise ValueError("latency_spread must be between 0 and 1")
+        if self.rate_burst is not None and self.rate_burst < 1:
+            raise ValueError("rate_burst must be at least 1")
+        if self.retry_after not in RETRY_AFTER_MODES:
+            raise ValueError(f"retry_after must be one of {RETRY_AFTER_MODES}")
+
+    @property
+    def effective_burst(self) -> float:
+        return max(1.0, self.rate_burst if self.rate_burst is not None else self.rate_limit)
+
+    def runtime_knobs(self) -> dict:
+        return {name: getattr(self, name) for name in RUNTIME_KNOBS}
+
+
+RUNTIME_KNOBS = tuple(
+    item.name for item in fields(EmulatorSettings) if item.name not in ("host", "port", "space_id", "token", "fault_seed")
+)
+
+
+# --- the clock, the rate limit, faults, stats ---------------------------------------------------
+
+
+class EmulatorClock:
+    """The emulated "now": it stands still unless advanced, so that runs are reproducible."""
+
+    def __init__(self, now_ms: int):
+        self._now_ms = now_ms
+        self._lock = threading.Lock()
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def advance(self, seconds: float) -> int:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._now_ms += round(seconds * 1000)
+            return self._now_ms
+
+
+class SpaceRateLimiter:
+    """A token bucket per space: `rate` requests/s with bursts of up to `burst` requests."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def try_acquire(self, space_id: str, rate: float, burst: float, now: float) -> float:
+        """0 if the request may pass, else the seconds until the bucket holds a token again."""
+        if rate <= 0:
+            return 0.0
+        with self._lock:
+            tokens, last = self._buckets.get(space_id, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
+            if tokens >= 1:
+                self._buckets[space_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[space_id] = (tokens, now)
+            return (1 - tokens) / rate
+
+
+class FaultDraw(NamedTuple):
+    kind: str | None  # "429", "5xx", "reset", "truncate" or None
+    server_error_status: int
+    slow: bool
+    latency_seconds: float
+
+
+class FaultInjector:
+    """Draws each request's faults and latency from one seeded RNG, so a run can be replayed."""
+
+    def __init__(self, seed: int):
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self, settings: EmulatorSettings) -> FaultDraw:
+        with self._lock:
+            kind_roll, slow_roll, latency_roll, status_roll = (self._rng.random() for _ in range(4))
+        kind = None
+        threshold = 0.0
+        for name, probability in (
+            ("429", settings.fault_429),
+            ("5xx", settings.fault_5xx),
+            ("reset", settings.fault_reset),
+            ("truncate", settings.fault_truncate),
+        ):
+            threshold += probability
+            if kind_roll < threshold:
+                kind = name
+                break
+        latency = settings.latency_ms / 1000 * (1 + settings.latency_spread * (2 * latency_roll - 1))
+        return FaultDraw(kind, (500, 502, 503)[int(status_roll * 3)], slow_roll < settings.fault_slow, latency)
+
+
+@dataclass
+class Outcome:
+    """What the server decided to do with one profile request."""
+
+    endpoint: str | None = None
+    space_id: str | None = None
+    external_id: str | None = None
+    query: dict = field(default_factory=dict)
+    status: int | None = None  # None: the connection is reset without a response
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    truncate: bool = False
+    faults: list[str] = field(default_factory=list)
+    delay_seconds: float = 0.0
+    retry_after_until: float | None = None  # wall-clock time the client was told to wait until
+
+    def fail(self, error: ApiError) -> Outcome:
+        self.status, self.body = error.status, error.body
+        return self
+
+
+class EmulatorStats:
+    """Counters of profile requests (admin routes are not counted) and a bounded request log."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests_total = 0
+            self._by_endpoint = Counter({name: 0 for name in ENDPOINTS.values()})
+            self._by_status: Counter[str] = Counter()
+            self._rate_limited = 0
+            self._faults = Counter({"5xx": 0, "reset": 0, "truncate": 0, "slow": 0, "429": 0})
+            self._peak_in_flight = self._in_flight
+            self._during_retry_after = 0
+            self._retry_after_windows: dict[str, list[tuple[float, float]]] = {}
+            self._first_arrival: float | None = None
+            self._last_finish: float | None = None
+            self._log: deque[dict] = deque(maxlen=REQUEST_LOG_SIZE)
+
+    def request_started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def arrived_in_space(self, space_id: str, arrival: float) -> None:
+        """Counts a request the client sent while a Retry-After told it to wait."""
+        with self._lock:
+            windows = [(start, until) for start, until in self._retry_after_windows.get(space_id, []) if until > arrival]
+            self._retry_after_windows[space_id] = windows
+            if any(start <= arrival for start, _ in windows):
+                self._during_retry_after += 1
+
+    def told_to_wait(self, space_id: str, until: float) -> None:
+        """Opens a wait window once the 429 has been written, minus requests already on their way.
+
+        A request that left the client before the client could read the 429 cannot honour it:
+        the window starts IN_FLIGHT_GRACE_SECONDS after the answer was sent (loopback delivery
+        plus the client parsing the answer), so only requests sent after it count as ignoring it.
+        """
+        with self._lock:
+            self._retry_after_windows.setdefault(space_id, []).append((time.time() + IN_FLIGHT_GRACE_SECONDS, until))
+
+    def request_finished(self, outcome: Outcome, arrival: float) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._requests_total += 1
+            if outcome.endpoint:
+                self._by_endpoint[outcome.endpoint] += 1
+            if outcome.status is not None:
+                self._by_status[str(outcome.status)] += 1
+            self._rate_limited += outcome.status == 429 and "429" not in outcome.faults
+            self._faults.update(outcome.faults)
+            if self._first_arrival is None:
+                self._first_arrival = arrival
+            self._last_finish = time.time()
+            self._log.append(
+                {
+                    "endpoint": outcome.endpoint,
+                    "external_id": outcome.external_id,
+                    "query": outcome.query,
+                    "status": outcome.status,
+                    "t": arrival,
+                }
+            )
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            elapsed = 0.0 if self._first_arrival is None else self._last_finish - self._first_arrival
+            arrivals = [entry["t"] for entry in self._log]
+            counters = {
+                "requests_total": self._requests_total,
+                "by_endpoint": dict(self._by_endpoint),
+                "by_status": dict(self._by_status),
+                "rate_limited_429": self._rate_limited,
+                "faults": dict(self._faults),
+                "in_flight": self._in_flight,
+                "peak_in_flight": self._peak_in_flight,
+                "requests_during_retry_after": self._during_retry_after,
+                "elapsed_seconds": round(elapsed, 6),
+            }
+        # outside the lock: sorting a long log would stall every request meanwhile
+        return {**counters, "peak_requests_per_second": _peak_in_any_second(sorted(arrivals))}
+
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return list(self._log)
+
+
+def _peak_in_any_second(sorted_times: list[float]) -> int:
+    """The most requests that arrived within any one-second window."""
+    peak = first = 0
+    for last, moment in enumerate(sorted_times):
+        while moment - sorted_times[first] >= 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
+
+
+# --- the Profile API proper ---------------------------------------------------------------------
+
+
+class Route(NamedTuple):
+    space_id: str
+    collection: str
+    external_id: str | None  # None when the raw segment cannot name a profile
+    resource: str
+    endpoint: str
+    path: str  # the raw path, echoed in cursor urls
+
+
+def parse_route(path: str) -> Route | None:
+    """/v1/spaces/{space}/collections/{collection}/profiles/{external_id}/{resource}, else None."""
+    parts = path.split("/")
+    if len(parts) != 9 or parts[:3] != ["", "v1", "spaces"] or parts[4] != "collections" or parts[6] != "profiles":
+        return None
+    endpoint = ENDPOINTS.get((parts[5], parts[8]))
+    if endpoint is None:
+        return None
+    raw_external_id = parts[7]
+    try:
+        # Only %2B stands for "+": a bare "+" never matches, as with the real API.
+        external_id = None if "+" in raw_external_id else unquote(raw_external_id, errors="strict")
+    except UnicodeDecodeError:  # percent-encoded bytes that are not UTF-8
+        external_id = None
+    return Route(unquote(parts[3]), parts[5], external_id, parts[8], endpoint, path)
+
+
+class ApiRequest(NamedTuple):
+    route: Route
+    query: dict[str, str]
+    host: str  # the Host header, to make absolute cursor urls
+
+
+def _parse_query(query_string: str) -> dict[str, str]:
+    return {name: values[-1] for name, values in parse_qs(query_string, keep_blank_values=True).items()}
+
+
+def _page_limit(query: dict[str, str], default: int) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+        raise ApiError(*INVALID_LIMIT)
+    return int(raw)
+
+
+def _names(raw: str) -> list[str]:
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def encode_cursor(fields_: dict) -> str:
+    """An opaque `next`: urlsafe base64 of the JSON state of the listing, without padding."""
+    return base64.urlsafe_b64encode(to_json_bytes(fields_)).decode().rstrip("=")
+
+
+def decode_cursor(token: str, kind: str) -> dict:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise ApiError(*INVALID_CURSOR) from None
+    if not isinstance(state, dict) or state.get("kind") != kind or not _is_count(state.get("offset")):
+        raise ApiError(*INVALID_CURSOR)
+    return state
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
+class EventsSelection(NamedTuple):
+    """Which events a listing serves. Pinned in the cursor, so later pages see the same window
+    even if the clock moves: an events cursor is a snapshot taken at its first page."""
+
+    retention_start_ms: int
+    retention_end_ms: int
+    start_ms: int | None
+    end_ms: int | None
+    ascending: bool
+    include: list[str] | None
+    exclude: list[str] | None
+    offset: int
+
+    @classmethod
+    def from_query(cls, query: dict[str, str], retention: tuple[int, int]) -> EventsSelection:
+        sort = query.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            raise ApiError(400, "validation_error", "sort must be asc or desc")
+        bounds = []
+        for name in ("start", "end"):
+            raw = query.get(name)
+            try:
+                bounds.append(None if raw in (None, "") else parse_timestamp(raw))
+            except ValueError:
+                raise ApiError(400, "validation_error", f"{name} must be an ISO 8601 timestamp") from None
+        include = _names(query["include"]) if query.get("include") else None
+        exclude = _names(query["exclude"]) if query.get("exclude") else None
+        return cls(*retention, *bounds, sort == "asc", include, exclude, 0)
+
+    @classmethod
+    def from_cursor(cls, token: str) -> EventsSelection:
+        state = decode_cursor(token, "events")
+        if set(state) != {"kind", *cls._fields}:
+            raise ApiError(*INVALID_CURSOR)
+        selection = cls(**{name: state[name] for name in cls._fields})
+        valid = (
+            all(_is_count(bound) for bound in (selection.retention_start_ms, selection.retention_end_ms))
+            and all(bound is None or _is_count(bound) for bound in (selection.start_ms, selection.end_ms))
+            and isinstance(selection.ascending, bool)
+            and all(names is None or _is_name_list(names) for names in (selection.include, selection.exclude))
+        )
+        if not valid:
+            raise ApiError(*INVALID_CURSOR)
+        return selection
+
+    def cursor_at(self, offset: int) -> str:
+        return encode_cursor({"kind": "events", **self._replace(offset=offset)._asdict()})
+
+
+class ProfileApi:
+    """Answers profile requests from the dataset; knows nothing of HTTP, faults or rate limits."""
+
+    def __init__(self, dataset: Dataset, clock: EmulatorClock):
+        self.dataset = dataset
+        self.clock = clock
+
+    def answer(self, request: ApiRequest) -> bytes:
+        """The body of a 200 answer; raises ApiError for a 4xx."""
+        route = request.route
+        profile = None if route.external_id is None else self.dataset.find(route.collection, route.external_id)
+        if profile is None:
+            raise ApiError(*PROFILE_NOT_FOUND)
+        answer = getattr(self, f"_{route.resource}")(profile, request)
+        return answer if isinstance(answer, bytes) else to_json_bytes(answer)
+
+    def _traits(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
+        query = request.query
+        limit = _page_limit(query, TRAITS_DEFAULT_LIMIT)
+        names = profile.trait_names
+        if query.get("include"):
+            wanted = set(_names(query["include"]))
+            names = [name for name in names if name in wanted]
+        trait_class = query.get("class")
+        if trait_class is not None:
+            if trait_class not in TRAIT_CLASSES:
+                raise ApiError(400, "validation_error", "class must be audience or computed_trait")
+            names = [name for name in names if profile.trait_details[name].trait_class == trait_class]
+        start = 0
+        if query.get("next"):  # the traits cursor is the name of the first trait of the page
+            if query["next"] not in profile.traits:
+                raise ApiError(*INVALID_CURSOR)
+            start = bisect.bisect_left(names, query["next"])
+        page = names[start : start + limit]
+        if query.get("verbose", "").lower() == "true":
+            traits = {
+                name: {
+                    "value": profile.traits[name],
+                    "source_id": profile.trait_details[name].source_id,
+                    "updated_at": profile.trait_details[name].updated_at,
+                }
+                for name in page
+            }
+        else:
+            traits = {name: profile.traits[name] for name in page}
+        has_more = start + limit < len(names)
+        return {"traits": traits, "cursor": self._cursor(request, limit, names[start + limit] if has_more else None)}
+
+    def _events(self, user: UserProfile, request: ApiRequest) -> dict | bytes:
+        limit = _page_limit(request.query, DEFAULT_LIMIT)
+        token = request.query.get("next")
+        if token:
+            selection = EventsSelection.from_cursor(token)
+        else:
+            selection = EventsSelection.from_query(request.query, self.dataset.retention_window(self.clock.now_ms))
+        window = self.dataset.events_between(user, selection.retention_start_ms, selection.retention_end_ms)
+        # start is inclusive, end exclusive
+        low = 0 if selection.start_ms is None else bisect.bisect_left(window.timestamps, selection.start_ms)
+        high = len(window.events) if selection.end_ms is None else bisect.bisect_left(window.timestamps, selection.end_ms)
+        events = window.events[low:high]
+        if selection.include is not None:
+            events = [event for event in events if event.name in selection.include]
+        if selection.exclude is not None:
+            events = [event for event in events if event.name not in selection.exclude]
+        if not events:
+            return {"data": None, "cursor": dict(LAST_PAGE_CURSOR)}
+        if not selection.ascending:
+            events.reverse()
+        end = selection.offset + limit
+        next_token = selection.cursor_at(end) if end < len(events) else None
+        page = b",".join(event.json for event in events[selection.offset : end])
+        return b'{"data":[' + page + b'],"cursor":' + to_json_bytes(self._cursor(request, limit, next_token)) + b"}"
+
+    def _external_ids(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
+        return self._offset_page(request, profile.external_ids, "external_ids", _page_limit(request.query, DEFAULT_LIMIT))
+
+    def _metadata(self, user: UserProfile, request: ApiRequest) -> dict:
+        return user.metadata
+
+    def _links(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
+        limit = min(_page_limit(request.query, DEFAULT_LIMIT), LINKS_MAX_PAGE)
+        if isinstance(profile, UserProfile):
+            links = self.dataset.user_links(profile)
+            if not profile.links_have_cursor:  # users link to 3 accounts at most: one page
+                return {"data": links}
+        else:
+            links = self.dataset.account_links(profile)
+        return self._offset_page(request, links, "links", limit)
+
+    def _offset_page(self, request: ApiRequest, items: list, kind: str, limit: int) -> dict:
+        offset = decode_cursor(request.query["next"], kind)["offset"] if request.query.get("next") else 0
+        end = offset + limit
+        next_token = encode_cursor({"kind": kind, "offset": end}) if end < len(items) else None
+        return {"data": items[offset:end], "cursor": self._cursor(request, limit, next_token)}
+
+    def _cursor(self, request: ApiRequest, limit: int, next_token: str | None) -> dict:
+        """The url of the next page is relative for users and absolute for accounts: the real API
+        has been seen to answer both, and a client must follow either."""
+        if next_token is None:
+            return {**LAST_PAGE_CURSOR, "limit": limit}
+        params = {name: value for name, value in request.query.items() if name not in ("limit", "next")}
+        params.update(limit=limit, next=next_token)
+        url = f"{request.route.path}?{urlencode(params, quote_via=quote)}"
+        if request.route.collection == "accounts":
+            url = f"http://{request.host}{url}"
+        return {"url": url, "has_more": True, "next": next_token, "limit": limit}
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+def _coalesce(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Joins small pieces into writes of about `size` bytes."""
+    pending: list[bytes] = []
+    pending_size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= size:
+            yield b"".join(pending)
+            pending, pending_size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # socketserver's default of 5 drops connections under a burst
+
+    def __init__(self, settings: EmulatorSettings, dataset: Dataset):
+        settings.validate()
+        self.settings = settings
+        self.dataset = dataset
+        self.clock = EmulatorClock(dataset.now_ms)
+        self.api = ProfileApi(dataset, self.clock)
+        self.stats = EmulatorStats()
+        self.limiter = SpaceRateLimiter()
+        self.faults = FaultInjector(settings.fault_seed)
+        self._expected_authorization = "Basic " + base64.b64encode(f"{settings.token}:".encode()).decode()
+        super().__init__((settings.host, settings.port), ProfileApiHandler)
+
+    @property
+    def url(self) -> str:
+        host = self.server_address[0]
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server_address[1]}"
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that hang up are routine here; anything else is a bug worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def _authorized(self, authorization: str | None) -> bool:
+        """Basic auth with the token as username; the password is ignored (Segment's is empty)."""
+        if authorization == self._expected_authorization:
+            return True
+        if not authorization or not authorization.startswith("Basic "):
+            return False
+        try:
+            username = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return username == self.settings.token
+
+    def decide(self, path: str, query_string: str, headers, arrival: float) -> Outcome:
+        """Everything about a profile request but the sending: status, body, headers, faults."""
+        settings = self.settings
+        draw = self.faults.draw(settings)
+        outcome = Outcome(query=_parse_query(query_string), delay_seconds=draw.latency_seconds)
+        route = parse_route(path)
+        if route is not None:
+            outcome.endpoint, outcome.external_id = route.endpoint, route.external_id
+        if not self._authorized(headers.get("Authorization")):
+            return outcome.fail(ApiError(401, "unauthorized", "The specified token is invalid."))
+        if route is None:
+            return outcome.fail(ApiError(404, "not_found", "The requested route was not found."))
+        if route.space_id != settings.space_id:
+            return outcome.fail(ApiError(403, "forbidden", "The token does not have access to this space."))
+        outcome.space_id = route.space_id
+        self.stats.arrived_in_space(route.space_id, arrival)
+
+        wait = self.limiter.try_acquire(route.space_id, settings.rate_limit, settings.effective_burst, time.monotonic())
+        if wait:
+            return self._too_many_requests(outcome, wait, arrival)
+        if draw.slow:
+            outcome.faults.append("slow")
+            outcome.delay_seconds += settings.slow_seconds
+        if draw.kind == "429":
+            outcome.faults.append("429")
+            return self._too_many_requests(outcome, 1.0, arrival)
+        if draw.kind == "5xx":
+            outcome.faults.append("5xx")
+            return outcome.fail(ApiError(draw.server_error_status, *SERVER_ERRORS[draw.server_error_status]))
+        if draw.kind == "reset":
+            outcome.faults.append("reset")
+            outcome.status = None
+            return outcome
+        if draw.kind == "truncate":
+            outcome.faults.append("truncate")
+            outcome.truncate = True
+
+        try:
+            outcome.status = 200
+            outcome.body = self.api.answer(ApiRequest(route, outcome.query, headers.get("Host") or self.url[7:]))
+        except ApiError as error:
+            outcome.fail(error)
+        return outcome
+
+    def _too_many_requests(self, outcome: Outcome, wait_seconds: float, arrival: float) -> Outcome:
+        outcome.fail(ApiError(429, "rate_limit_error", "Too many requests"))
+        mode = self.settings.retry_after
+        if mode != "none":
+            seconds = max(1, math.ceil(wait_seconds))  # Retry-After has whole seconds
+            if mode == "seconds":
+                outcome.retry_after_until = arrival + seconds
+                outcome.headers.append(("Retry-After", str(seconds)))
+            else:
+                outcome.retry_after_until = math.ceil(arrival + seconds)
+                outcome.headers.append(("Retry-After", formatdate(outcome.retry_after_until, usegmt=True)))
+        return outcome
+
+
+class ProfileApiHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # else keep-alive requests stall ~40 ms on delayed ACKs
+    server: EmulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: one line per request would cost more than answering it."""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        request_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path, _, query_string = self.path.partition("?")
+        if path.startswith(ADMIN_PREFIX):
+            self._serve_admin(method, path, query_string, request_body)
+        elif method == "GET":
+            self._serve_profile_api(path, query_string)
+        else:
+            self._send(405, error_body("method_not_allowed", "Only GET is supported."))
+
+    def _serve_profile_api(self, path: str, query_string: str) -> None:
+        stats = self.server.stats
+        arrival = time.time()
+        stats.request_started()
+        try:
+            outcome = self.server.decide(path, query_string, self.headers, arrival)
+        except Exception:
+            traceback.print_exc()
+            outcome = Outcome(status=500, body=error_body(*SERVER_ERRORS[500]))
+        if outcome.delay_seconds > 0:
+            time.sleep(outcome.delay_seconds)
+        # Counted before answering: a client that reads the stats after its answer finds it there.
+        stats.request_finished(outcome, arrival)
+        if outcome.status is None:
+            self.close_connection = True  # a reset: hang up without a word
+            return
+        try:
+            self._send(outcome.status, outcome.body, outcome.headers, outcome.truncate)
+        except ConnectionError:
+            self.close_connection = True
+            return
+        if outcome.retry_after_until is not None:
+            stats.told_to_wait(outcome.space_id, outcome.retry_after_until)
+
+    def _serve_admin(self, method: str, path: str, query_string: str, request_body: bytes) -> None:
+        server = self.server
+        route = (method, path.removeprefix(ADMIN_PREFIX))
+        query = _parse_query(query_string)
+        try:
+            if route == ("GET", "stats"):
+                answer = server.stats.snapshot()
+            elif route == ("POST", "stats/reset"):
+                server.stats.reset()
+                answer = server.stats.snapshot()
+            elif route == ("GET", "requests"):
+                answer = server.stats.requests()
+            elif route == ("GET", "clock"):
+                answer = {"now": format_timestamp(server.clock.now_ms)}
+            elif route == ("POST", "clock"):
+                answer = {"now": format_timestamp(server.clock.advance(float(query.get("advance_seconds", "0"))))}
+            elif route == ("GET", "ground-truth"):
+                self._send_chunked(ground_truth_chunks(server.dataset, server.clock.now_ms))
+                return
+            elif route == ("GET", "faults"):
+                answer = server.settings.runtime_knobs()
+            elif route == ("POST", "faults"):
+                server.settings.update(**json.loads(request_body or b"{}"))
+                answer = server.settings.runtime_knobs()
+            elif route == ("POST", "shutdown"):
+                self.close_connection = True
+                threading.Thread(target=server.shutdown, daemon=True).start()
+                answer = {"shutting_down": True}
+            else:
+                self._send(404, error_body("not_found", f"No admin route {method} {path}."))
+                return
+        except (ValueError, TypeError) as error:
+            self._send(400, error_body("validation_error", str(error)))
+            return
+        self._send(200, to_json_bytes(answer))
+
+    def _send_chunked(self, chunks: Iterator[bytes]) -> None:
+        """A 200 JSON answer too big to hold whole, sent in chunks as it is produced."""
+        head = ["HTTP/1.1 200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked"]
+        head.append(f"Request-Id: {uuid.uuid4().hex}")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        for chunk in _coalesce(chunks, 1 << 18):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (malformed request, unsupported method) as JSON errors too."""
+        self.close_connection = True
+        try:
+            self._send(code, error_body("invalid_request_error", message or HTTPStatus(code).phrase))
+        except ConnectionError:
+            pass
+
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = (), truncate: bool = False) -> None:
+        """One write per response. A truncated response announces the full length, sends half of
+        the body and hangs up."""
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"Request-Id: {uuid.uuid4().hex}",
+        ]
+        lines += [f"{name}: {value}" for name, value in headers]
+        if truncate:
+            self.close_connection = True
+            body = body[: len(body) // 2]
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)

@@ -1,0 +1,112 @@
+"""Run the emulator for a test: `with running_emulator(users=50, rate_limit=0) as emulator: ...`.
+
+The emulator runs in a subprocess, as it would beside a connector, so that its threads and its
+GIL do not share the test's process, and so that it is always stopped when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .server import EmulatorSettings
+
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+READY_TIMEOUT_SECONDS = 30
+
+
+class RunningEmulator:
+    """A started emulator: its address and credentials, and its admin routes as methods."""
+
+    def __init__(self, url: str, space_id: str, token: str, process: subprocess.Popen):
+        self.url = url
+        self.space_id = space_id
+        self.token = token
+        self.process = process
+
+    def profile_url(self, collection: str, external_id: str, resource: str) -> str:
+        """The URL of a profile endpoint, with the external id percent-encoded as it must be."""
+        encoded = urllib.parse.quote(external_id, safe=":")
+        return f"{self.url}/v1/spaces/{self.space_id}/collections/{collection}/profiles/{encoded}/{resource}"
+
+    def stats(self) -> dict:
+        return self._admin("GET", "stats")
+
+    def reset_stats(self) -> dict:
+        return self._admin("POST", "stats/reset")
+
+    def requests(self) -> list[dict]:
+        return self._admin("GET", "requests")
+
+    def advance_clock(self, seconds: float) -> str:
+        """Moves the emulated clock forward; returns the new `now`."""
+        return self._admin("POST", f"clock?advance_seconds={seconds}")["now"]
+
+    def ground_truth(self) -> dict:
+        return self._admin("GET", "ground-truth")
+
+    def set_faults(self, **knobs: Any) -> dict:
+        """Changes fault, latency and rate-limit knobs (snake_case, as the CLI flags)."""
+        return self._admin("POST", "faults", knobs)
+
+    def _admin(self, method: str, route: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}/_emulator/{route}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+
+def emulator_command(**options: Any) -> list[str]:
+    """The CLI invocation for options named like the flags: rate_limit=0 -> --rate-limit 0."""
+    command = [sys.executable, "-m", "segment_profile_emulator"]
+    for name, value in options.items():
+        if value is not None:
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+@contextmanager
+def running_emulator(**options: Any) -> Iterator[RunningEmulator]:
+    """Starts the emulator CLI with `options` on a free port; stops it when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="segment-emulator-") as workdir:
+        ready_file = Path(workdir) / "ready.json"
+        log_path = Path(workdir) / "emulator.log"
+        options = {"port": 0, **options, "ready_file": ready_file}
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(emulator_command(**options), stdout=log, stderr=subprocess.STDOUT, env=environment)
+        try:
+            ready = _wait_until_ready(process, ready_file, log_path)
+            yield RunningEmulator(
+                ready["url"],
+                options.get("space_id", EmulatorSettings.space_id),
+                options.get("token", EmulatorSettings.token),
+                process,
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen, ready_file: Path, log_path: Path) -> dict:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if ready_file.exists():
+            return json.loads(ready_file.read_text())
+        if process.poll() is not None:
+            raise RuntimeError(f"the emulator exited with {process.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.02)
+    raise TimeoutError(f"the emulator was not ready after {READY_TIMEOUT_SECONDS}s:\n{log_path.read_text()}")

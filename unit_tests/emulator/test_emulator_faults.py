@@ -1,0 +1,209 @@
+"""Rate limiting, injected faults, latency and the stats that count them."""
+
+from __future__ import annotations
+
+import http.client
+import time
+import urllib.error
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import pytest
+import requests
+
+from segment_profile_emulator.server import IN_FLIGHT_GRACE_SECONDS
+from segment_profile_emulator.testing import running_emulator
+
+LOOKUP_ID = "user_id:user-00000"
+RATE_LIMITED = {"error": {"code": "rate_limit_error", "message": "Too many requests"}}
+
+
+def traits_url(emulator, lookup_id=LOOKUP_ID):
+    return emulator.profile_url("users", lookup_id, "traits")
+
+
+def session_for(emulator):
+    session = requests.Session()
+    session.auth = (emulator.token, "")
+    return session
+
+
+def statuses_of(emulator, count):
+    with session_for(emulator) as session:
+        return [session.get(traits_url(emulator), timeout=10).status_code for _ in range(count)]
+
+
+def raw_connection(emulator):
+    address = urllib.parse.urlsplit(emulator.url)
+    return http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+
+
+def raw_get(connection, emulator):
+    path = urllib.parse.urlsplit(traits_url(emulator)).path
+    connection.request("GET", path, headers={"Authorization": requests.auth._basic_auth_str(emulator.token, "")})
+    return connection.getresponse()
+
+
+# --- rate limit ---------------------------------------------------------------------------------
+
+
+def test_requests_above_the_rate_get_429_without_retry_after_by_default():
+    with running_emulator(users=5, rate_limit=5) as emulator, session_for(emulator) as session:
+        responses = [session.get(traits_url(emulator), timeout=10) for _ in range(12)]
+        statuses = [response.status_code for response in responses]
+        assert statuses[:5] == [200] * 5  # a burst of one second's worth
+        assert statuses[5:].count(429) >= 5  # a slow machine may refill a token or two meanwhile
+        limited = [response for response in responses if response.status_code == 429]
+        assert all(response.json() == RATE_LIMITED and "Retry-After" not in response.headers for response in limited)
+        stats = emulator.stats()
+        assert stats["rate_limited_429"] == len(limited) == stats["by_status"]["429"]
+        assert stats["requests_during_retry_after"] == 0
+
+
+def test_requests_sent_while_told_to_wait_are_counted():
+    with running_emulator(users=5, rate_limit=2, retry_after="seconds") as emulator, session_for(emulator) as session:
+        statuses = [session.get(traits_url(emulator), timeout=10).status_code for _ in range(2)]
+        limited = session.get(traits_url(emulator), timeout=10)
+        assert statuses == [200, 200] and limited.status_code == 429
+        assert limited.headers["Retry-After"] == "1"
+        for _ in range(3):  # impatient: each 429 tells it to wait again
+            time.sleep(IN_FLIGHT_GRACE_SECONDS * 3)  # past the grace given to requests already in flight
+            assert session.get(traits_url(emulator), timeout=10).headers["Retry-After"] == "1"
+        time.sleep(1.1)
+        assert session.get(traits_url(emulator), timeout=10).status_code == 200  # patient
+        assert emulator.stats()["requests_during_retry_after"] == 3
+
+
+def test_retry_after_can_be_an_http_date():
+    with running_emulator(users=5, rate_limit=1, retry_after="http-date") as emulator:
+        statuses = statuses_of(emulator, 1)
+        with session_for(emulator) as session:
+            limited = session.get(traits_url(emulator), timeout=10)
+        assert statuses == [200] and limited.status_code == 429
+        wait = (parsedate_to_datetime(limited.headers["Retry-After"]) - datetime.now(timezone.utc)).total_seconds()
+        assert 0 < wait <= 2
+
+
+def test_a_burst_size_can_differ_from_the_rate():
+    with running_emulator(users=5, rate_limit=1, rate_burst=3) as emulator:
+        assert statuses_of(emulator, 4) == [200, 200, 200, 429]
+
+
+# --- injected faults ----------------------------------------------------------------------------
+
+
+def test_a_429_storm_comes_on_top_of_the_rate_limit():
+    with running_emulator(users=5, rate_limit=0, fault_429=1, retry_after="seconds") as emulator:
+        with session_for(emulator) as session:
+            response = session.get(traits_url(emulator), timeout=10)
+        assert response.status_code == 429 and response.json() == RATE_LIMITED
+        assert response.headers["Retry-After"] == "1"
+        stats = emulator.stats()
+        assert stats["faults"]["429"] == 1 and stats["rate_limited_429"] == 0
+
+
+def test_server_errors_are_500_502_or_503_with_an_error_body():
+    with running_emulator(users=5, rate_limit=0, fault_5xx=1) as emulator, session_for(emulator) as session:
+        responses = [session.get(traits_url(emulator), timeout=10) for _ in range(20)]
+        assert {response.status_code for response in responses} == {500, 502, 503}
+        assert all(set(response.json()["error"]) == {"code", "message"} for response in responses)
+        assert all(response.headers["Request-Id"] for response in responses)
+        assert emulator.stats()["faults"]["5xx"] == 20
+
+
+def test_a_reset_closes_the_connection_without_a_response():
+    with running_emulator(users=5, rate_limit=0, fault_reset=1) as emulator:
+        connection = raw_connection(emulator)
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            raw_get(connection, emulator)
+        connection.close()
+        stats = emulator.stats()
+        assert stats["faults"]["reset"] == 1 and stats["by_status"] == {}
+        assert emulator.requests()[0]["status"] is None
+
+
+def test_a_truncated_response_announces_the_full_length_and_sends_half():
+    with running_emulator(users=5, rate_limit=0, fault_truncate=1) as emulator:
+        connection = raw_connection(emulator)
+        response = raw_get(connection, emulator)
+        length = int(response.headers["Content-Length"])
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead) as incomplete:
+            response.read()
+        assert len(incomplete.value.partial) == length // 2
+        connection.close()
+        assert emulator.stats()["faults"]["truncate"] == 1
+
+
+def test_slow_answers_and_latency_delay_responses():
+    with running_emulator(users=5, rate_limit=0, fault_slow=1, slow_seconds=0.3) as emulator:
+        started = time.monotonic()
+        assert statuses_of(emulator, 1) == [200]
+        assert time.monotonic() - started >= 0.3
+        assert emulator.stats()["faults"]["slow"] == 1
+    with running_emulator(users=5, rate_limit=0, latency_ms=100, latency_spread=0) as emulator:
+        started = time.monotonic()
+        assert statuses_of(emulator, 3) == [200] * 3
+        assert time.monotonic() - started >= 0.3
+
+
+def test_fault_draws_replay_with_the_same_fault_seed():
+    sequences = []
+    for fault_seed in (1, 1, 2):
+        with running_emulator(users=5, rate_limit=0, fault_5xx=0.5, fault_seed=fault_seed) as emulator:
+            sequences.append([status == 200 for status in statuses_of(emulator, 30)])
+    assert sequences[0] == sequences[1] != sequences[2]
+    assert 0 < sum(sequences[0]) < 30
+
+
+def test_faults_can_change_while_running():
+    with running_emulator(users=5, rate_limit=0) as emulator:
+        assert statuses_of(emulator, 1) == [200]
+        knobs = emulator.set_faults(fault_5xx=1)
+        assert knobs["fault_5xx"] == 1
+        assert statuses_of(emulator, 1)[0] >= 500
+        emulator.set_faults(fault_5xx=0, rate_limit=1, rate_burst=1)
+        assert statuses_of(emulator, 2) == [200, 429]
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            emulator.set_faults(no_such_knob=1)
+        assert rejected.value.code == 400
+
+
+# --- stats --------------------------------------------------------------------------------------
+
+
+def test_stats_count_requests_by_endpoint_and_status_and_log_them():
+    with running_emulator(users=5, accounts=2, rate_limit=0) as emulator, session_for(emulator) as session:
+        plus_id = "email:first.last+promo1@example.com"
+        session.get(traits_url(emulator), params={"limit": "3"}, timeout=10)
+        session.get(traits_url(emulator, plus_id), timeout=10)
+        session.get(emulator.profile_url("users", "user_id:nobody", "events"), timeout=10)
+        session.get(emulator.profile_url("accounts", "group_id:acct-0000", "traits"), timeout=10)
+        requests.get(traits_url(emulator), timeout=10)
+        session.get(emulator.url + "/v1/nowhere", timeout=10)
+        emulator.stats()  # admin routes are not counted
+
+        stats = emulator.stats()
+        assert stats["requests_total"] == 6
+        assert stats["by_endpoint"] == {
+            "user_traits": 3, "user_events": 1, "user_external_ids": 0, "user_metadata": 0, "user_links": 0,
+            "account_traits": 1, "account_external_ids": 0, "account_links": 0,
+        }
+        assert stats["by_status"] == {"200": 3, "404": 2, "401": 1}
+        assert stats["elapsed_seconds"] > 0 and stats["peak_requests_per_second"] == 6
+        log = emulator.requests()
+        assert [entry["status"] for entry in log] == [200, 200, 404, 200, 401, 404]
+        assert log[0]["query"] == {"limit": "3"} and log[0]["endpoint"] == "user_traits"
+        assert log[1]["external_id"] == plus_id  # decoded
+
+        emulator.reset_stats()
+        assert emulator.stats()["requests_total"] == 0 and emulator.requests() == []
+
+
+def test_peak_in_flight_counts_concurrent_requests():
+    with running_emulator(users=5, rate_limit=0, latency_ms=300, latency_spread=0) as emulator:
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(lambda _: statuses_of(emulator, 1)[0], range(6))) == [200] * 6
+        assert emulator.stats()["peak_in_flight"] == 6
