@@ -1,0 +1,42 @@
+"""The CDK's own ceiling: a source whose one stream yields pre-recorded records without any HTTP.
+
+    python -m benchmarks.cdk_ceiling read --config records.json --catalog catalog.json
+
+`records.json` is `{"records_file": "<jsonl of record data>"}`; the stream yields those records
+through the same entrypoint, message serialisation and stdout path as the connector.
+"""
+
+import json
+import sys
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+from airbyte_cdk.entrypoint import launch
+from airbyte_cdk.sources import AbstractSource
+from airbyte_cdk.sources.streams import Stream
+
+
+class PrerecordedEvents(Stream):
+    name = "user_events"
+    primary_key = ["external_id", "messageId"]
+
+    def __init__(self, records_file: str):
+        with open(records_file) as lines:
+            self._records = [json.loads(line) for line in lines]
+
+    def read_records(self, *args: Any, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
+        yield from self._records
+
+    def get_json_schema(self) -> Mapping[str, Any]:
+        return {"type": "object", "additionalProperties": True}
+
+
+class CeilingSource(AbstractSource):
+    def check_connection(self, logger: Any, config: Mapping[str, Any]) -> Tuple[bool, Optional[Any]]:
+        return True, None
+
+    def streams(self, config: Mapping[str, Any]) -> List[Stream]:
+        return [PrerecordedEvents(config["records_file"])]
+
+
+if __name__ == "__main__":
+    launch(CeilingSource(), sys.argv[1:])

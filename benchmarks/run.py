@@ -1,0 +1,182 @@
+"""The benchmark of issue 6: `make bench`. Every figure of the table is measured in this one run.
+
+1. Budget use: with 100 ms +-50% latency and a 100 requests/s limit (the emulator's token bucket),
+   a full refresh of all seven streams for 1,000 users and 100 accounts at a budget of 100/s;
+   then the same streams one request at a time (max_concurrency 1) as the baseline, on a
+   tenth of the profiles (one request at a time runs at 1/latency whatever the profile count,
+   and the whole set would take ~10 minutes).
+2. Throughput: with no latency and no limit, records/s of user_events through the connector vs.
+   the CDK's ceiling (benchmarks/cdk_ceiling.py yielding the same records without HTTP), both
+   measured between the first and last record's emitted_at.
+3. Memory: peak RSS of the connector process reading all seven streams for 1,000 and 10,000 users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from integration_tests.connector_cli import STREAMS, configured_catalog, connector_command
+from segment_profile_emulator.testing import running_emulator
+
+OUTPUT = Path("bench-output")
+SEGMENT_LIMIT = 100  # requests/s per space (Segment product limits)
+
+
+def config_for(emulator: Any, truth: dict, **overrides: Any) -> dict:
+    return {
+        "space_id": emulator.space_id,
+        "access_token": emulator.token,
+        "api_base_url": emulator.url,
+        "user_external_ids": [user["lookup_id"] for user in truth["users"]],
+        "account_external_ids": [account["lookup_id"] for account in truth["accounts"]],
+        **overrides,
+    }
+
+
+def run_read(workdir: Path, config: dict, catalog: dict, records_out: Path | None = None) -> dict:
+    """Runs the connector's read; returns records, wall seconds, emitted_at span and peak RSS (MiB)."""
+    (workdir / "config.json").write_text(json.dumps(config))
+    (workdir / "catalog.json").write_text(json.dumps(catalog))
+    command = [*connector_command(), "read", "--config", str(workdir / "config.json"), "--catalog", str(workdir / "catalog.json")]
+    return _run_and_count(command, records_out)
+
+
+def _run_and_count(command: list[str], records_out: Path | None = None) -> dict:
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
+    records, first_emit, last_emit, state_bytes = 0, None, None, 0
+    sink = open(records_out, "w") if records_out else None
+    for line in process.stdout:
+        if line.startswith(b'{"type":"RECORD"'):
+            records += 1
+            message = json.loads(line)["record"]
+            first_emit = first_emit or message["emitted_at"]
+            last_emit = message["emitted_at"]
+            if sink:
+                sink.write(json.dumps(message["data"]) + "\n")
+        elif line.startswith(b'{"type":"STATE"') and b'"user_events"' in line:
+            state_bytes = len(json.dumps(json.loads(line)["state"]["stream"]["stream_state"]))
+    _, status, usage = os.wait4(process.pid, 0)
+    if sink:
+        sink.close()
+    if status != 0:
+        raise SystemExit(f"{command[0]} exited with status {status}")
+    span = ((last_emit or 0) - (first_emit or 0)) / 1000
+    return {
+        "records": records,
+        "seconds": time.monotonic() - started,
+        "record_span_seconds": span,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "events_state_bytes": state_bytes,
+    }
+
+
+def budget_use(users: int, accounts: int, baseline_share: int) -> dict:
+    budget = SEGMENT_LIMIT
+    with running_emulator(users=users, accounts=accounts, latency_ms=100, latency_spread=0.5, rate_limit=SEGMENT_LIMIT) as emulator:
+        truth = emulator.ground_truth()
+        with tempfile.TemporaryDirectory() as workdir:
+            emulator.reset_stats()
+            concurrent = run_read(Path(workdir), config_for(emulator, truth, requests_per_second=budget), configured_catalog(incremental=False))
+            stats = emulator.stats()
+            subset = {**truth, "users": truth["users"][: users // baseline_share], "accounts": truth["accounts"][: max(1, accounts // baseline_share)]}
+            emulator.reset_stats()
+            sequential = run_read(Path(workdir), config_for(emulator, subset, requests_per_second=budget, max_concurrency=1), configured_catalog(incremental=False))
+            baseline = emulator.stats()
+    rate = stats["requests_total"] / stats["elapsed_seconds"]
+    baseline_rate = baseline["requests_total"] / baseline["elapsed_seconds"]
+    return {
+        "profiles": users + accounts,
+        "requests": stats["requests_total"],
+        "seconds": stats["elapsed_seconds"],
+        "rate": rate,
+        "budget": budget,
+        "ratio": rate / budget,
+        "429s": stats["rate_limited_429"] + stats["faults"]["429"],
+        "peak_in_flight": stats["peak_in_flight"],
+        "requests_per_profile": stats["requests_total"] / (users + accounts),
+        "records": concurrent["records"],
+        "baseline_profiles": len(subset["users"]) + len(subset["accounts"]),
+        "baseline_rate": baseline_rate,
+        "baseline_ratio": baseline_rate / budget,
+        "baseline_minutes_for_full_set": stats["requests_total"] / baseline_rate / 60,
+    }
+
+
+def events_vs_ceiling(users: int) -> dict:
+    with running_emulator(users=users, accounts=1, latency_ms=0, rate_limit=0) as emulator:
+        truth = emulator.ground_truth()
+        with tempfile.TemporaryDirectory() as workdir:
+            records_file = Path(workdir) / "events.jsonl"
+            connector = run_read(Path(workdir), config_for(emulator, truth, requests_per_second=100000), configured_catalog(("user_events",), incremental=False), records_file)
+            (Path(workdir) / "ceiling.json").write_text(json.dumps({"records_file": str(records_file)}))
+            (Path(workdir) / "catalog.json").write_text(json.dumps(configured_catalog(("user_events",), incremental=False)))
+            ceiling = _run_and_count([sys.executable, "-m", "benchmarks.cdk_ceiling", "read", "--config", str(Path(workdir) / "ceiling.json"), "--catalog", str(Path(workdir) / "catalog.json")])
+    assert ceiling["records"] == connector["records"]
+    connector_rate = connector["records"] / connector["record_span_seconds"]
+    ceiling_rate = ceiling["records"] / ceiling["record_span_seconds"]
+    return {"records": connector["records"], "connector_rate": connector_rate, "ceiling_rate": ceiling_rate, "ratio": connector_rate / ceiling_rate}
+
+
+def peak_rss(users: int) -> dict:
+    accounts = max(1, users // 10)
+    with running_emulator(users=users, accounts=accounts, latency_ms=0, rate_limit=0) as emulator:
+        truth = emulator.ground_truth()
+        with tempfile.TemporaryDirectory() as workdir:
+            # user_events incremental: the same records as a first full sync, plus its state to measure.
+            result = run_read(Path(workdir), config_for(emulator, truth, requests_per_second=100000), configured_catalog())
+    return {"profiles": users + accounts, "users": users, **result}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--baseline-share", type=int, default=10, help="the baseline reads 1/N of the profiles")
+    parser.add_argument("--events-users", type=int, default=2000)
+    parser.add_argument("--rss-users", type=int, nargs=2, default=[1000, 10000])
+    args = parser.parse_args()
+    OUTPUT.mkdir(exist_ok=True)
+
+    print("1/3 budget use (100 ms +-50% latency, 100 requests/s limit)...", flush=True)
+    budget = budget_use(args.users, args.accounts, args.baseline_share)
+    print("2/3 user_events records/s vs the CDK ceiling (no latency, no limit)...", flush=True)
+    events = events_vs_ceiling(args.events_users)
+    print("3/3 peak RSS...", flush=True)
+    small, large = (peak_rss(users) for users in args.rss_users)
+
+    rows = [
+        ("Budget used, full refresh of 7 streams, "
+         f"{budget['profiles']:,} profiles, budget {budget['budget']}/s",
+         f"{budget['rate']:.1f} requests/s = **{budget['ratio']:.2f}** of the budget "
+         f"({budget['requests']:,} requests in {budget['seconds']:.1f} s, peak {budget['peak_in_flight']} in flight)"),
+        ("429s seen (budget = the emulator's 100/s limit)", f"**{budget['429s']}**"),
+        ("Requests per profile (5 user streams + 2 account streams, incl. extra pages)", f"{budget['requests_per_profile']:.2f}"),
+        (f"Baseline: one request at a time ({budget['baseline_profiles']} profiles)",
+         f"{budget['baseline_rate']:.1f} requests/s = {budget['baseline_ratio']:.2f} of the budget "
+         f"(the full set would take {budget['baseline_minutes_for_full_set']:.0f} min instead of {budget['seconds'] / 60:.1f})"),
+        (f"user_events records/s, {events['records']:,} records, no latency/limit",
+         f"{events['connector_rate']:,.0f}/s vs CDK ceiling {events['ceiling_rate']:,.0f}/s = **{events['ratio']:.2f}**"),
+        (f"Peak RSS, all streams, {small['profiles']:,} profiles", f"{small['peak_rss_mib']:.0f} MiB ({small['records']:,} records)"),
+        (f"Peak RSS, all streams, {large['profiles']:,} profiles",
+         f"{large['peak_rss_mib']:.0f} MiB ({large['records']:,} records) = **{large['peak_rss_mib'] / small['peak_rss_mib']:.2f}x**"),
+        (f"user_events state size, {large['users']:,} user profiles",
+         f"{large['events_state_bytes'] / 1024:.0f} KiB ({large['events_state_bytes'] / large['users']:.0f} bytes per profile)"),
+    ]
+    table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+    print("\n" + table)
+    (OUTPUT / "results.md").write_text(table + "\n")
+    (OUTPUT / "results.json").write_text(json.dumps({"budget": budget, "events": events, "rss": [small, large]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
