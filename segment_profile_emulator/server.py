@@ -49,7 +49,7 @@ from .dataset import (
 
 ADMIN_PREFIX = "/_emulator/"
 # See EmulatorStats.told_to_wait: requests already in flight when a 429 is sent are not counted.
-IN_FLIGHT_GRACE_SECONDS = 0.010
+IN_FLIGHT_GRACE_SECONDS = 0.050
 
 # (collection, resource) -> endpoint name used in stats and the request log. Accounts have no
 # events or metadata; their links are not in the seed spec but Segment's docs show them.
@@ -296,8 +296,10 @@ class EmulatorStats:
         """Opens a wait window once the 429 has been written, minus requests already on their way.
 
         A request that left the client before the client could read the 429 cannot honour it:
-        the window starts IN_FLIGHT_GRACE_SECONDS after the answer was sent (loopback delivery
-        plus the client parsing the answer), so only requests sent after it count as ignoring it.
+        the window starts IN_FLIGHT_GRACE_SECONDS after the answer was sent (loopback delivery,
+        plus the client thread getting the GIL to parse it among many workers on a busy 2-core
+        machine), so only requests sent after that count as ignoring the Retry-After. 50 ms is
+        5% of the shortest (1 s) wait: a client that ignores Retry-After still shows at once.
         """
         with self._lock:
             self._retry_after_windows.setdefault(space_id, []).append((time.time() + IN_FLIGHT_GRACE_SECONDS, until))

@@ -26,31 +26,38 @@ class RateBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = clock()
+        self._paused_until = self._next_slot
+        self._pauses = 0
         self.requests_granted = 0
         self.seconds_paused = 0.0
 
     def acquire(self) -> None:
         """Blocks until this caller may send one request.
 
-        A slot is taken only when it has come, never reserved ahead: a thread that slept towards
-        a slot looks again when it wakes, so a pause that began meanwhile (a 429 seen by another
-        worker) holds it back too.
+        A thread that slept towards its slot looks again when it wakes: if a pause began
+        meanwhile (a 429 seen by another worker), it waits that out too before sending.
         """
-        while True:
-            with self._lock:
-                now = self._clock()
-                wait = self._next_slot - now
-                if wait <= 0:
-                    # A budget left idle does not bank slots for a later burst.
-                    self._next_slot = max(now, self._next_slot) + self.interval
-                    self.requests_granted += 1
-                    return
+        with self._lock:
+            now = self._clock()
+            # A budget left idle does not bank slots for a later burst.
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.interval
+            self.requests_granted += 1
+            pauses_seen = self._pauses
+        if slot > now:
+            self._sleep(slot - now)
+        with self._lock:
+            wait = self._paused_until - self._clock() if self._pauses != pauses_seen else 0.0
+        if wait > 0:
             self._sleep(wait)
 
     def pause_for(self, seconds: float) -> None:
         """No slot is granted to anyone for `seconds` from now (a 429's Retry-After or backoff)."""
         with self._lock:
-            resume_at = self._clock() + seconds
+            now = self._clock()
+            resume_at = now + seconds
+            self._pauses += 1
+            self._paused_until = max(self._paused_until, resume_at)
             if resume_at > self._next_slot:
-                self.seconds_paused += resume_at - max(self._next_slot, self._clock())
+                self.seconds_paused += resume_at - max(self._next_slot, now)
                 self._next_slot = resume_at
