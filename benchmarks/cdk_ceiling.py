@@ -11,6 +11,7 @@ import sys
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from airbyte_cdk.entrypoint import launch
+from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 
@@ -31,6 +32,9 @@ class PrerecordedEvents(Stream):
 
 
 class CeilingSource(AbstractSource):
+    def spec(self, logger: Any) -> ConnectorSpecification:
+        return ConnectorSpecification(connectionSpecification={"type": "object", "additionalProperties": True})
+
     def check_connection(self, logger: Any, config: Mapping[str, Any]) -> Tuple[bool, Optional[Any]]:
         return True, None
 
