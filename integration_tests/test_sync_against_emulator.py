@@ -22,10 +22,14 @@ def truth(emulator):
     return emulator.ground_truth()
 
 
-def test_full_sync_delivers_every_record_of_all_seven_streams_exactly_once(emulator, truth, tmp_path, assert_valid_records):
+@pytest.mark.parametrize("max_concurrency", [16, 1], ids=["concurrent", "sequential"])
+def test_full_sync_delivers_every_record_of_all_seven_streams_exactly_once(
+    emulator, truth, tmp_path, assert_valid_records, max_concurrency
+):
+    """In both modes that ship (a pool of workers, and one request at a time), every page of every profile."""
     emulator.reset_stats()
     # Pages of 100 give the heavy profiles 3+ pages of traits, events and external ids.
-    config = emulator_config(emulator, truth, page_size=PAGE_SIZE)
+    config = emulator_config(emulator, truth, page_size=PAGE_SIZE, max_concurrency=max_concurrency)
     run = run_connector("read", tmp_path, config, configured_catalog(incremental=False))
 
     assert run.returncode == 0, run.stderr[-2000:] + "\n".join(run.logs[-20:])
