@@ -1,0 +1,116 @@
+"""Airbyte's standard tests for sources, and what CAT checked from integration_tests/ besides.
+
+`TestSourceSegmentProfile` runs the CDK's `SourceTestSuiteBase` (spec, check with a good and a bad
+config, discover, full-refresh reads of all seven streams) as `acceptance-test-config.yml`
+configures it, against the emulator that `integration_tests.acceptance` starts for the session.
+The tests below cover what the 7.39.1 standard tests do not: the records of a read compared with
+expected_records.jsonl, and a read from abnormal_state.json. They run the connector's CLI, as
+Airbyte does, and parse its output with the standard library (exact integers beyond 64 bits).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from airbyte_cdk.test.models import ConnectorTestScenario
+
+with warnings.catch_warnings():
+    # The suite marks its image tests `image_tests` when it is imported, before the plugin below
+    # registers that marker.
+    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+    from airbyte_cdk.test.standard_tests import SourceTestSuiteBase
+
+from integration_tests.acceptance import INTEGRATION_TESTS, against_live_emulator
+from integration_tests.connector_cli import STREAMS, run_connector
+from integration_tests.generate_expected_records import FAR_FUTURE, render_files
+from integration_tests.ground_truth import as_multiset
+from source_segment_profile import SourceSegmentProfile
+
+pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks", "integration_tests.acceptance"]
+
+
+@pytest.mark.usefixtures("acceptance_emulator")
+class TestSourceSegmentProfile(SourceTestSuiteBase):
+    connector = SourceSegmentProfile
+    # The checkout's directory name is not the connector's.
+    connector_name = "source-segment-profile"
+
+    @classmethod
+    def get_scenarios(cls) -> list[ConnectorTestScenario]:
+        return [against_live_emulator(scenario) for scenario in super().get_scenarios()]
+
+
+def load_json(name: str) -> Any:
+    return json.loads((INTEGRATION_TESTS / name).read_text())
+
+
+def expected_records_by_stream() -> dict[str, list[dict[str, Any]]]:
+    expected: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in (INTEGRATION_TESTS / "expected_records.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        expected[record["stream"]].append(record["data"])
+    return expected
+
+
+def test_read_emits_exactly_the_expected_records(live_sample_config, tmp_path):
+    run = run_connector("read", tmp_path, live_sample_config, load_json("configured_catalog.json"))
+
+    assert run.returncode == 0 and run.errors == [], run.stderr[-2000:] + "\n".join(run.logs[-20:])
+    expected = expected_records_by_stream()
+    assert set(expected) == set(STREAMS)
+    for stream in STREAMS:
+        missing = as_multiset(expected[stream]) - as_multiset(run.records[stream])
+        unexpected = as_multiset(run.records[stream]) - as_multiset(expected[stream])
+        assert not missing and not unexpected, (
+            f"{stream}: {sum(missing.values())} expected records missing, {sum(unexpected.values())} unexpected; "
+            f"first missing: {next(iter(missing), None)}; first unexpected: {next(iter(unexpected), None)}"
+        )
+
+
+def test_read_from_abnormal_state_emits_no_event_and_keeps_the_cursors(live_sample_config, tmp_path):
+    state = load_json("abnormal_state.json")
+    run = run_connector("read", tmp_path, live_sample_config, load_json("configured_catalog.json"), state=state)
+
+    assert run.returncode == 0 and run.errors == [], run.stderr[-2000:]
+    assert run.records["user_events"] == []
+    assert run.records["user_traits"], "full-refresh streams are read whatever the events state"
+    final_cursors = run.last_state_of("user_events")["stream"]["stream_state"]["profiles"]
+    assert final_cursors == {profile: FAR_FUTURE for profile in live_sample_config["user_external_ids"]}
+
+
+def test_configured_catalog_selects_every_discovered_stream_in_its_sync_modes(live_sample_config, tmp_path):
+    run = run_connector("discover", tmp_path, live_sample_config)
+    (catalog,) = [message["catalog"] for message in run.messages if message["type"] == "CATALOG"]
+    discovered = {stream["name"]: stream for stream in catalog["streams"]}
+    configured = load_json("configured_catalog.json")["streams"]
+
+    assert [entry["stream"]["name"] for entry in configured] == list(STREAMS)
+    assert set(discovered) == set(STREAMS)
+    for entry in configured:
+        stream = discovered[entry["stream"]["name"]]
+        assert entry["primary_key"] == stream["source_defined_primary_key"]
+        assert entry["sync_mode"] in stream["supported_sync_modes"]
+        if "incremental" in stream["supported_sync_modes"]:
+            assert (entry["sync_mode"], entry["destination_sync_mode"]) == ("incremental", "append_dedup")
+            assert entry["cursor_field"] == stream["default_cursor_field"]
+        else:
+            assert (entry["sync_mode"], entry["destination_sync_mode"]) == ("full_refresh", "overwrite")
+
+
+def test_data_files_are_what_the_generator_writes_for_the_emulator(acceptance_emulator):
+    files = render_files(acceptance_emulator.ground_truth(), acceptance_emulator.token)
+    stale = [name for name, content in files.items() if (INTEGRATION_TESTS / name).read_text(encoding="utf-8") != content]
+    assert not stale, f"{stale} differ from the emulator's dataset: run python -m integration_tests.generate_expected_records"
+
+
+def test_invalid_config_fails_check_because_the_token_is_rejected(acceptance_emulator, tmp_path):
+    # Guards the standard test's `status: failed`: it must fail for the token, not for the address.
+    config = {**load_json("invalid_config.json"), "api_base_url": acceptance_emulator.url}
+    run = run_connector("check", tmp_path, config)
+    (status,) = [message["connectionStatus"] for message in run.messages if message["type"] == "CONNECTION_STATUS"]
+    assert status["status"] == "FAILED"
+    assert status["message"].startswith("The Profile API answered 401 for space 'spa_demo'")
