@@ -21,6 +21,7 @@ from integration_tests.acceptance import EMULATOR_DATASET, EMULATOR_URL, INTEGRA
 from integration_tests.connector_cli import STREAMS
 from integration_tests.ground_truth import expected_records, lookup_ids
 from segment_profile_emulator.testing import running_emulator
+from source_segment_profile.streams import profile_state_key
 
 INVALID_TOKEN = "not-a-valid-token"
 FAR_FUTURE = "2099-01-01T00:00:00.000Z"
@@ -42,7 +43,7 @@ def render_files(truth: dict[str, Any], token: str) -> dict[str, str]:
             "type": "STREAM",
             "stream": {
                 "stream_descriptor": {"name": "user_events"},
-                "stream_state": {"state_version": 1, "profiles": {user: FAR_FUTURE for user in users}},
+                "stream_state": {"state_version": 1, "profiles": {profile_state_key(user): FAR_FUTURE for user in users}},
             },
         }
     ]

@@ -29,6 +29,7 @@ from integration_tests.connector_cli import STREAMS, run_connector
 from integration_tests.generate_expected_records import FAR_FUTURE, render_files
 from integration_tests.ground_truth import as_multiset
 from source_segment_profile import SourceSegmentProfile
+from source_segment_profile.streams import profile_state_key
 
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks", "integration_tests.acceptance"]
 
@@ -79,7 +80,7 @@ def test_read_from_abnormal_state_emits_no_event_and_keeps_the_cursors(live_samp
     assert run.records["user_events"] == []
     assert run.records["user_traits"], "full-refresh streams are read whatever the events state"
     final_cursors = run.last_state_of("user_events")["stream"]["stream_state"]["profiles"]
-    assert final_cursors == {profile: FAR_FUTURE for profile in live_sample_config["user_external_ids"]}
+    assert final_cursors == {profile_state_key(profile): FAR_FUTURE for profile in live_sample_config["user_external_ids"]}
 
 
 def test_configured_catalog_selects_every_discovered_stream_in_its_sync_modes(live_sample_config, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from integration_tests.conftest import FIXED_NOW, emulator_config
 from integration_tests.connector_cli import configured_catalog, connector_command, parse_messages, run_connector
 from segment_profile_emulator.testing import running_emulator
+from source_segment_profile.streams import profile_state_key
 
 EVENTS_ONLY = configured_catalog(("user_events",))
 LOOKBACK_MINUTES = 10
@@ -54,7 +55,8 @@ def test_second_sync_reads_only_new_events_plus_the_lookback_and_one_request_per
         expected = {
             key
             for key, timestamp in truth_events(later).items()
-            if key[0] not in cursors or parse(timestamp) >= parse(cursors[key[0]]) - lookback
+            if profile_state_key(key[0]) not in cursors
+            or parse(timestamp) >= parse(cursors[profile_state_key(key[0])]) - lookback
         }
         got = event_keys(second.records["user_events"])
         assert set(got) == expected and max(got.values()) == 1
@@ -108,7 +110,7 @@ def test_state_from_the_future_yields_no_records(tmp_path):
     with running_emulator(users=20, accounts=1, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
         config = emulator_config(emulator, truth)
-        future = {"state_version": 1, "profiles": {user["lookup_id"]: "2099-01-01T00:00:00.000Z" for user in truth["users"]}}
+        future = {"state_version": 1, "profiles": {profile_state_key(user["lookup_id"]): "2099-01-01T00:00:00.000Z" for user in truth["users"]}}
         state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "user_events"}, "stream_state": future}}]
         run = run_connector("read", tmp_path, config, EVENTS_ONLY, state=state)
         assert run.returncode == 0

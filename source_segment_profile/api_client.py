@@ -7,6 +7,7 @@ or one of the typed errors of `errors.py`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import json
 import logging
@@ -42,8 +43,10 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,  # a body cut short of its Content-Length
     requests.exceptions.ContentDecodingError,
 )
-# 19 digits reach past 2**63, where orjson would silently parse an integer as a float.
-LONG_DIGIT_RUN = re.compile(rb"\d{19,}")
+# orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
+# traits hold such numbers. Such a number token has 20+ digits, or 19 with a minus sign, and sits
+# after `:`, `,` or `[`; digit runs inside strings (ids, hashes) mostly do not look like that.
+LONG_INTEGER = re.compile(rb"[:,\[]\s*(?:-\d{19,}|\d{20,})[\s,\]\}]")
 CONNECT_TIMEOUT_SECONDS = 10.0
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -64,10 +67,11 @@ class ApiPage:
     url: str
     endpoint: str
     external_id: str
+    status: int
 
     def unexpected(self, reason: str) -> UnexpectedResponse:
         return UnexpectedResponse(
-            f"Unexpected answer from {describe_request(self.endpoint, self.external_id, self.request_id)}: "
+            f"Unexpected answer (HTTP {self.status}) from {describe_request(self.endpoint, self.external_id, self.request_id)}: "
             f"{reason}. Body starts: {body_excerpt(self.raw)!r}. If this persists, contact Segment support with the Request-Id."
         )
 
@@ -138,7 +142,9 @@ class ProfileApiClient:
                 if status == 429:
                     rate_limit_attempts += 1
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
-                    if wait is None:
+                    if not wait:
+                        # Absent, or 0 / a date already past (clock skew): retrying at once
+                        # would hammer the limit and never reach the total-wait bound.
                         wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, rate_limit_attempts, RATE_LIMIT_MAX_BACKOFF_SECONDS)
                     if rate_limit_waited + wait > self._config.rate_limit_max_wait_seconds:
                         raise RateLimitExhausted(
@@ -177,19 +183,18 @@ class ProfileApiClient:
 
     @staticmethod
     def _decoded(response: requests.Response, url: str, endpoint: str, external_id: str, request_id: Optional[str]) -> ApiPage:
-        page = ApiPage(None, response.content, request_id, url, endpoint, external_id)
-        return ApiPage(decode_json_object(page), page.raw, request_id, url, endpoint, external_id)
+        page = ApiPage(None, response.content, request_id, url, endpoint, external_id, response.status_code)
+        return dataclasses.replace(page, body=decode_json_object(page))
 
 
 def decode_json_object(page: ApiPage) -> dict[str, Any]:
     """The page's raw body as a JSON object, or the error that says it is not one.
 
     orjson is several times faster, but turns integers beyond 64 bits into floats, and traits
-    hold such numbers; a body with a run of 19+ digits (possibly only inside a string) takes the
-    exact stdlib parser instead.
+    hold such numbers; a body that may hold one takes the exact stdlib parser instead.
     """
     try:
-        body = json.loads(page.raw) if LONG_DIGIT_RUN.search(page.raw) else orjson.loads(page.raw)
+        body = json.loads(page.raw) if LONG_INTEGER.search(page.raw) else orjson.loads(page.raw)
     except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError):
         raise page.unexpected("the body is not JSON") from None
     if not isinstance(body, dict):

@@ -187,7 +187,7 @@ def _start_date(value: Optional[str]) -> Optional[datetime]:
         raise ConfigError(
             f"Config field 'start_date' is {value!r}; use an ISO 8601 date-time such as '2026-11-01T00:00:00Z'."
         ) from None
-    return parsed
+    return parsed.astimezone(timezone.utc)
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -9,16 +9,23 @@ PERSONAL_ID_TYPES = {"email", "phone"}
 
 
 def mask_external_id(external_id: str) -> str:
-    """`email:jane.doe@example.com` -> `email:j***@example.com`; `phone:+15551234567` -> `phone:***67`."""
+    """`email:jane.doe@example.com` -> `email:j***@example.com`; `phone:+15551234567` -> `phone:***67`.
+
+    An id typed without its `type:` (a config mistake) is masked when it looks like an email.
+    """
     id_type, separator, value = external_id.partition(":")
-    if not separator or id_type.lower() not in PERSONAL_ID_TYPES:
+    if not separator:
+        return _mask_email(external_id) if "@" in external_id else external_id
+    if id_type.lower() not in PERSONAL_ID_TYPES:
         return external_id
     if id_type.lower() == "email":
-        local, at, domain = value.rpartition("@")
-        if not at:
-            return f"{id_type}:{value[:1]}***"
-        return f"{id_type}:{local[:1]}***@{domain}"
+        return f"{id_type}:{_mask_email(value)}"
     return f"{id_type}:***{value[-2:]}"
+
+
+def _mask_email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    return f"{local[:1]}***@{domain}" if at else f"{value[:1]}***"
 
 
 def mask_id_list(external_ids: list[str], limit: int = 10) -> str:

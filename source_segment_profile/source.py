@@ -51,6 +51,7 @@ class SourceSegmentProfile(AbstractSource):
             parsed,
             max_retries=CHECK_MAX_RETRIES,
             request_timeout_seconds=min(parsed.request_timeout_seconds, CHECK_TIMEOUT_SECONDS),
+            rate_limit_max_wait_seconds=min(parsed.rate_limit_max_wait_seconds, CHECK_TIMEOUT_SECONDS),
         )
         client = ProfileApiClient(probe_config, RateBudget(parsed.requests_per_second))
         collection, external_id = (

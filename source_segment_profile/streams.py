@@ -5,13 +5,15 @@ API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/se
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote, unquote, urlsplit
@@ -127,8 +129,10 @@ class ProfileStream(HttpStream, ABC):
     def _page_from_response(self, response: requests.Response) -> ApiPage:
         """The CDK-style view of a response; reading itself goes through ProfileApiClient.get_page."""
         external_id = unquote(urlsplit(response.url).path.split("/profiles/", 1)[1].split("/", 1)[0])
-        page = ApiPage(None, response.content, response.headers.get("Request-Id"), response.url, self.name, external_id)
-        return ApiPage(decode_json_object(page), page.raw, page.request_id, page.url, page.endpoint, page.external_id)
+        page = ApiPage(
+            None, response.content, response.headers.get("Request-Id"), response.url, self.name, external_id, response.status_code
+        )
+        return dataclasses.replace(page, body=decode_json_object(page))
 
     def get_json_schema(self) -> Mapping[str, Any]:
         return load_schema(self.name)
@@ -230,7 +234,10 @@ class DataListStream(ProfileStream, ABC):
         return data
 
     def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
-        return [{**item, "external_id": external_id} for item in items]
+        # The items were decoded for this profile alone: completing them in place saves a copy per record.
+        for item in items:
+            item["external_id"] = external_id
+        return items
 
 
 class TraitsStream(ProfileStream, ABC):
@@ -330,6 +337,7 @@ class UserEvents(DataListStream):
     Incremental on `timestamp`, with one cursor per profile: the API keeps ~14 days of events, so
     a warehouse keeps history only by appending what is new. Events come newest first; paging stops
     at the first page that reaches back past the profile's cursor (minus the lookback window).
+    The state is `{"state_version": 1, "profiles": {profile_state_key(id): timestamp}}`.
     """
 
     collection, resource = "users", "events"
@@ -341,17 +349,19 @@ class UserEvents(DataListStream):
         self._cursors: dict[str, str] = {}
         self._lower_bounds: dict[str, Optional[datetime]] = {}
         super().__init__(config, client)
+        self._state_keys = {external_id: profile_state_key(external_id) for external_id in self.external_ids}
 
     @property
     def state(self) -> MutableMapping[str, Any]:
-        configured = set(self.external_ids)
-        # Only ids still configured: a profile removed from the config drops out of the state.
-        profiles = {external_id: cursor for external_id, cursor in self._cursors.items() if external_id in configured}
-        return {"state_version": self.STATE_VERSION, "profiles": profiles}
+        # The CDK reads this after every record of an incremental stream: it must cost O(1), so
+        # it is the live mapping, updated in place as profiles complete (never rebuilt here).
+        return {"state_version": self.STATE_VERSION, "profiles": self._cursors}
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
-        self._cursors = read_events_state(value, self.external_ids)
+        configured = set(self._state_keys.values())
+        # Only ids still configured: a profile removed from the config drops out of the state.
+        self._cursors = {key: cursor for key, cursor in read_events_state(value, configured).items() if key in configured}
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
@@ -360,7 +370,7 @@ class UserEvents(DataListStream):
 
     def _lower_bound(self, external_id: str, sync_mode: SyncMode) -> Optional[datetime]:
         bounds = [self._config.start_date] if self._config.start_date else []
-        cursor = self._cursors.get(external_id)
+        cursor = self._cursors.get(self._state_keys[external_id])
         if sync_mode == SyncMode.incremental and cursor:
             # Re-read a lookback window: events can arrive late; the primary key dedups the overlap.
             bounds.append(parse_timestamp(cursor) - timedelta(seconds=self._config.events_lookback_seconds))
@@ -370,7 +380,7 @@ class UserEvents(DataListStream):
         params = super().request_params(stream_slice=stream_slice, **kwargs)
         lower_bound = self._lower_bounds.get(stream_slice["external_id"]) if stream_slice else None
         if lower_bound:
-            params["start"] = lower_bound.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            params["start"] = lower_bound.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return params
 
     def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
@@ -395,13 +405,21 @@ class UserEvents(DataListStream):
         return records
 
     def profile_completed(self, result: ProfileResult) -> None:
-        newest = self._cursors.get(result.external_id)
-        for record in result.records:
-            timestamp = record.get("timestamp")
-            if isinstance(timestamp, str) and (newest is None or is_after(timestamp, newest)):
-                newest = timestamp
-        if newest is not None:
-            self._cursors[result.external_id] = newest
+        key = self._state_keys[result.external_id]
+        timestamps = [record["timestamp"] for record in result.records if isinstance(record.get("timestamp"), str)]
+        if key in self._cursors:
+            timestamps.append(self._cursors[key])
+        if timestamps:
+            self._cursors[key] = max(timestamps, key=timestamp_order)
+
+
+def profile_state_key(external_id: str) -> str:
+    """A profile's key in the user_events state: a digest of its id, not the id itself.
+
+    Ids are often emails; the state is stored by the platform and the CDK logs every incoming
+    state in full, so the state holds no id in clear. 80 bits: no collision in practice.
+    """
+    return hashlib.sha256(external_id.encode("utf-8")).hexdigest()[:20]
 
 
 def is_before(timestamp: Any, bound: datetime) -> bool:
@@ -412,17 +430,18 @@ def is_before(timestamp: Any, bound: datetime) -> bool:
         return False
 
 
-def is_after(timestamp: str, other: str) -> bool:
+def timestamp_order(timestamp: str) -> datetime:
+    """Sort key of event timestamps; an unreadable one sorts first, so it never becomes a cursor."""
     try:
-        return parse_timestamp(timestamp) > parse_timestamp(other)
+        return parse_timestamp(timestamp)
     except (TypeError, ValueError):
-        return False
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
-def read_events_state(value: Optional[Mapping[str, Any]], configured_ids: tuple[str, ...]) -> dict[str, str]:
+def read_events_state(value: Optional[Mapping[str, Any]], configured_keys: Iterable[str]) -> dict[str, str]:
     """Per-profile cursors from a user_events state; a state this version cannot read is a StateError.
 
-    Accepted: `{}`; the current `{"state_version": 1, "profiles": {id: timestamp}}`; and a single
+    Accepted: `{}`; the current `{"state_version": 1, "profiles": {key: timestamp}}`; and a single
     stream-wide `{"timestamp": ...}` (the shape a plain Airbyte incremental stream writes), which
     becomes the cursor of every configured profile.
     """
@@ -433,15 +452,16 @@ def read_events_state(value: Optional[Mapping[str, Any]], configured_ids: tuple[
         raise StateError(f"The user_events state is {type(value).__name__}, not an object. {reset_hint}")
     if "state_version" not in value and set(value) == {"timestamp"}:
         _check_timestamp(value["timestamp"], "timestamp", reset_hint)
-        return {external_id: value["timestamp"] for external_id in configured_ids}
+        return {key: value["timestamp"] for key in configured_keys}
     if value.get("state_version") != UserEvents.STATE_VERSION or not isinstance(value.get("profiles"), Mapping):
         raise StateError(
             f"The user_events state has a shape this connector version cannot read "
             f"(state_version {value.get('state_version')!r}, keys {sorted(value)[:5]}). {reset_hint}"
         )
     cursors = dict(value["profiles"])
-    for external_id, cursor in cursors.items():
-        _check_timestamp(cursor, f"profiles[{mask_external_id(str(external_id))!r}]", reset_hint)
+    for key, cursor in cursors.items():
+        # Keys are digests, but a hand-edited state may hold raw ids: mask them all the same.
+        _check_timestamp(cursor, f"profiles[{mask_external_id(str(key))!r}]", reset_hint)
     return cursors
 
 

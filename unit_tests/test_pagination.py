@@ -1,0 +1,128 @@
+"""Following the cursor: when to stop, and what a cursor that repeats does."""
+
+from __future__ import annotations
+
+import pytest
+from airbyte_cdk.models import FailureType, Level
+
+from unit_tests.builders import config, cursor, data_page, event, external_id, page_of, traits_page
+from unit_tests.conftest import run_read
+
+pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
+
+STREAMS = ["user_traits", "user_events", "user_external_ids", "user_links"]
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_a_repeated_cursor_fails_the_stream_instead_of_looping(api, stream):
+    api.pages(stream, "email:loop@example.com", page_of(stream, 1, next="same"), page_of(stream, 2, next="same"), page_of(stream, 3))
+
+    result = run_read(config(user_external_ids=["email:loop@example.com"]), [stream])
+
+    assert len(api.requests_to(stream)) == 2
+    error = result.stream_error(stream)
+    assert error.failure_type == FailureType.system_error
+    assert "cursor" in error.message
+    assert stream in error.message
+    assert "email:l***@example.com" in error.message
+    assert "req-2" in error.message  # the Request-Id of the page that repeated the cursor
+    assert "loop@example.com" not in result.all_text()
+
+
+def test_the_same_cursor_value_in_two_profiles_is_not_a_repeat(api):
+    for profile in ("user_id:a", "user_id:b"):
+        api.pages("user_external_ids", profile, data_page([external_id(profile + "-1")], next="page2"), data_page([external_id(profile + "-2")]))
+
+    result = run_read(config(user_external_ids=["user_id:a", "user_id:b"]), ["user_external_ids"])
+
+    assert sorted(record["id"] for record in result.records()) == ["user_id:a-1", "user_id:a-2", "user_id:b-1", "user_id:b-2"]
+    assert result.errors() == []
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_has_more_without_next_stops_with_a_warning(api, stream):
+    first = page_of(stream, 1)
+    first["cursor"] = cursor(next="", has_more=True)
+    api.pages(stream, "user_id:u1", first)
+
+    result = run_read(config(), [stream])
+
+    assert len(api.requests_to(stream)) == 1
+    assert len(result.records()) == 1
+    warnings = [line for line in result.logs(Level.WARN) if "has_more" in line]
+    assert len(warnings) == 1
+    assert stream in warnings[0] and "user_id:u1" in warnings[0]
+    assert result.errors() == []
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_has_more_false_stops_even_with_a_next_value(api, stream):
+    first = page_of(stream, 1)
+    first["cursor"] = cursor(next="more", has_more=False)
+    api.pages(stream, "user_id:u1", first, page_of(stream, 2))
+
+    result = run_read(config(), [stream])
+
+    assert len(api.requests_to(stream)) == 1
+    assert len(result.records()) == 1
+    assert result.errors() == []
+
+
+@pytest.mark.parametrize(
+    "stream, empty",
+    [
+        ("user_traits", traits_page({}, next="zzz")),
+        ("user_events", data_page([], next="tok")),
+        ("user_external_ids", data_page([], next="tok")),
+        ("user_links", data_page(None, next="tok")),
+    ],
+)
+def test_an_empty_page_stops_paging(api, stream, empty):
+    api.pages(stream, "user_id:u1", page_of(stream, 1, next="p2"), empty, page_of(stream, 3))
+
+    result = run_read(config(), [stream])
+
+    assert [request.param("next") for request in api.requests_to(stream)] == [None, "p2"]
+    assert result.errors() == []
+    assert len(result.records()) == 1
+
+
+def test_a_page_without_cursor_is_the_last(api):
+    api.pages("user_events", "user_id:u1", {"data": [event("m1")]})
+
+    result = run_read(config(), ["user_events"])
+
+    assert len(api.requests_to("user_events")) == 1
+    assert [record["messageId"] for record in result.records()] == ["m1"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/spaces/spa_unit/collections/users/profiles/user_id:u1/events?next=p2",
+        "https://profiles.segment.com/v1/spaces/spa_unit/collections/users/profiles/user_id:u1/events?next=p2&limit=10",
+    ],
+    ids=["relative", "absolute"],
+)
+def test_next_pages_keep_our_limit_whatever_the_cursor_url(api, url):
+    api.pages(
+        "user_events",
+        "user_id:u1",
+        data_page([event("m1")], next="p2", url=url),
+        data_page([event("m2")]),
+    )
+
+    result = run_read(config(), ["user_events"])
+
+    assert [(request.param("next"), request.param("limit")) for request in api.requests_to("user_events")] == [(None, "200"), ("p2", "200")]
+    assert [record["messageId"] for record in result.records()] == ["m1", "m2"]
+
+
+def test_page_size_option_sets_limit_but_links_stay_at_20(api):
+    api.pages("user_traits", "user_id:u1", traits_page({"a": 1}))
+    api.pages("user_links", "user_id:u1", data_page([]))
+
+    run_read(config(page_size=50), ["user_traits", "user_links"])
+
+    assert api.requests_to("user_traits")[0].param("limit") == "50"
+    assert api.requests_to("user_links")[0].param("limit") == "20"
