@@ -11,6 +11,7 @@ import dataclasses
 import email.utils
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -44,9 +45,10 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
 )
 # orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
-# traits hold such numbers. Such a number token has 20+ digits, or 19 with a minus sign, and sits
-# after `:`, `,` or `[`; digit runs inside strings (ids, hashes) mostly do not look like that.
-LONG_INTEGER = re.compile(rb"[:,\[]\s*(?:-\d{19,}|\d{20,})[\s,\]\}]")
+# traits hold such numbers. Those have 20+ digits, or 19 after a minus sign. Two plain searches
+# (~30 us on a 90 KB page) decide; a match inside a string only costs the slower exact parser.
+TWENTY_DIGITS = re.compile(rb"\d{20}")
+NEGATIVE_NINETEEN_DIGITS = re.compile(rb"-\d{19}")
 CONNECT_TIMEOUT_SECONDS = 10.0
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -104,6 +106,12 @@ class ProfileApiClient:
         self._sleep = sleep
         self.counters = RequestCounters()
         self._session = requests.Session()
+        # Proxies and CA bundle from the environment are resolved once, here, not per request:
+        # with trust_env on, requests looks up ~/.netrc and the proxy settings for every request,
+        # which cost more CPU than the rest of the request put together.
+        self._session.proxies = requests.utils.get_environ_proxies(config.base_url)
+        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._session.trust_env = False
         pool_size = config.max_concurrency + 2
         self._session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
         self._session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
@@ -194,7 +202,8 @@ def decode_json_object(page: ApiPage) -> dict[str, Any]:
     hold such numbers; a body that may hold one takes the exact stdlib parser instead.
     """
     try:
-        body = json.loads(page.raw) if LONG_INTEGER.search(page.raw) else orjson.loads(page.raw)
+        may_overflow = TWENTY_DIGITS.search(page.raw) or NEGATIVE_NINETEEN_DIGITS.search(page.raw)
+        body = json.loads(page.raw) if may_overflow else orjson.loads(page.raw)
     except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError):
         raise page.unexpected("the body is not JSON") from None
     if not isinstance(body, dict):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 Result = TypeVar("Result")
@@ -37,27 +38,32 @@ class ConcurrentProfileReader(Generic[Result]):
         self.stopping = threading.Event()
 
     def results(self, external_ids: Iterable[str]) -> Iterator[Result]:
-        pending: set[Future[Result]] = set()
+        # Completed futures arrive on a queue (O(1) each), rather than through wait() over
+        # everything pending, which costs the consumer O(read-ahead) per profile.
+        completed: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()
         ids = iter(external_ids)
         pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="profile-reader")
+        in_flight = 0
 
-        def refill() -> None:
-            for external_id in ids:
-                pending.add(pool.submit(self._read_profile, external_id, self.stopping))
-                if len(pending) >= self._max_workers * READ_AHEAD_PER_WORKER:
-                    return
+        def submit_next() -> bool:
+            external_id = next(ids, None)
+            if external_id is None:
+                return False
+            pool.submit(self._read_profile, external_id, self.stopping).add_done_callback(completed.put)
+            return True
 
         try:
-            refill()
-            while pending:
-                done, _ = wait(pending, timeout=self._idle_seconds, return_when=FIRST_COMPLETED)
-                if not done:
+            while in_flight < self._max_workers * READ_AHEAD_PER_WORKER and submit_next():
+                in_flight += 1
+            while in_flight:
+                try:
+                    future = completed.get(timeout=self._idle_seconds)
+                except queue.Empty:
                     self._on_idle()
                     continue
-                for future in done:
-                    pending.discard(future)
-                    yield future.result()
-                refill()
+                in_flight -= 1
+                yield future.result()
+                in_flight += submit_next()
         finally:
             self.stopping.set()
             pool.shutdown(wait=True, cancel_futures=True)

@@ -60,6 +60,7 @@ class ProfileResult:
     records: list[dict[str, Any]]
     pages: int
     found: bool
+    newest_cursor: Optional[str] = None  # incremental streams: the newest cursor value among the records
 
 
 class ProfileStream(HttpStream, ABC):
@@ -347,21 +348,23 @@ class UserEvents(DataListStream):
 
     def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
         self._cursors: dict[str, str] = {}
+        self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
         self._lower_bounds: dict[str, Optional[datetime]] = {}
         super().__init__(config, client)
         self._state_keys = {external_id: profile_state_key(external_id) for external_id in self.external_ids}
 
     @property
     def state(self) -> MutableMapping[str, Any]:
-        # The CDK reads this after every record of an incremental stream: it must cost O(1), so
-        # it is the live mapping, updated in place as profiles complete (never rebuilt here).
-        return {"state_version": self.STATE_VERSION, "profiles": self._cursors}
+        # The CDK reads this after every record: it must cost nothing, so it is one live mapping
+        # whose cursors are updated in place as profiles complete (never rebuilt here).
+        return self._state
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
         configured = set(self._state_keys.values())
         # Only ids still configured: a profile removed from the config drops out of the state.
         self._cursors = {key: cursor for key, cursor in read_events_state(value, configured).items() if key in configured}
+        self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
@@ -385,12 +388,15 @@ class UserEvents(DataListStream):
 
     def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
         result = super()._read_profile(external_id, stopping)
+        records = result.records
         lower_bound = self._lower_bounds.get(external_id)
-        if lower_bound is None:
-            return result
-        # The server may ignore `start`: filter here as well.
-        kept = [record for record in result.records if not is_before(record.get("timestamp"), lower_bound)]
-        return ProfileResult(result.external_id, kept, result.pages, result.found)
+        if lower_bound is not None:
+            # The server may ignore `start`: filter here as well.
+            records = [record for record in records if not is_before(record.get("timestamp"), lower_bound)]
+        # Found here, on a worker thread: the thread that emits records is the sync's bottleneck.
+        timestamps = [record["timestamp"] for record in records if isinstance(record.get("timestamp"), str)]
+        newest = max(timestamps, key=timestamp_order, default=None)
+        return dataclasses.replace(result, records=records, newest_cursor=newest)
 
     def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
         lower_bound = self._lower_bounds.get(external_id)
@@ -405,12 +411,12 @@ class UserEvents(DataListStream):
         return records
 
     def profile_completed(self, result: ProfileResult) -> None:
+        if result.newest_cursor is None:
+            return
         key = self._state_keys[result.external_id]
-        timestamps = [record["timestamp"] for record in result.records if isinstance(record.get("timestamp"), str)]
-        if key in self._cursors:
-            timestamps.append(self._cursors[key])
-        if timestamps:
-            self._cursors[key] = max(timestamps, key=timestamp_order)
+        current = self._cursors.get(key)
+        if current is None or timestamp_order(result.newest_cursor) > timestamp_order(current):
+            self._cursors[key] = result.newest_cursor
 
 
 def profile_state_key(external_id: str) -> str:
