@@ -2,7 +2,7 @@
 
     python -m benchmarks.cdk_ceiling read --config records.json --catalog catalog.json
 
-`records.json` is `{"records_file": "<jsonl of record data>"}`; the stream yields those records
+`records.json` is `{"records_file": "<the connector's RECORD lines>"}`; the stream yields those records
 through the same entrypoint, message serialisation and stdout path as the connector.
 """
 
@@ -21,8 +21,9 @@ class PrerecordedEvents(Stream):
     primary_key = ["external_id", "messageId"]
 
     def __init__(self, records_file: str):
+        # The connector's RECORD messages, as it printed them: decoded before the read starts.
         with open(records_file) as lines:
-            self._records = [json.loads(line) for line in lines]
+            self._records = [json.loads(line)["record"]["data"] for line in lines]
 
     def read_records(self, *args: Any, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
         yield from self._records
