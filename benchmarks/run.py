@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from integration_tests.connector_cli import STREAMS, configured_catalog, connector_command
+from integration_tests.connector_cli import configured_catalog, connector_command
 from segment_profile_emulator.testing import running_emulator
 
 OUTPUT = Path("bench-output")
@@ -121,7 +121,7 @@ def budget_use(users: int, accounts: int, baseline_share: int) -> dict:
             stats = emulator.stats()
             subset = {**truth, "users": truth["users"][: users // baseline_share], "accounts": truth["accounts"][: max(1, accounts // baseline_share)]}
             emulator.reset_stats()
-            sequential = run_read(Path(workdir), config_for(emulator, subset, requests_per_second=budget, max_concurrency=1), configured_catalog(incremental=False))
+            run_read(Path(workdir), config_for(emulator, subset, requests_per_second=budget, max_concurrency=1), configured_catalog(incremental=False))
             baseline = emulator.stats()
     rate = stats["requests_total"] / stats["elapsed_seconds"]
     baseline_rate = baseline["requests_total"] / baseline["elapsed_seconds"]

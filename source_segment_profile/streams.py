@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from airbyte_cdk.sources.streams.http import HttpStream
 from source_segment_profile.api_client import ApiPage, ProfileApiClient, decode_json_object
 from source_segment_profile.concurrent_reader import ConcurrentProfileReader
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, parse_timestamp
-from source_segment_profile.errors import ProfileNotFound, StateError, describe_request
+from source_segment_profile.errors import ProfileNotFound, StateError
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
 from source_segment_profile.profile_urls import profile_url
@@ -38,8 +37,6 @@ CHECKPOINT_EVERY_PROFILES = 200
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
-
-logger = logging.getLogger("airbyte")
 
 
 @functools.cache
@@ -81,7 +78,6 @@ class ProfileStream(HttpStream, ABC):
         self._client = client
         self._profile_results: Optional[Iterator[ProfileResult]] = None
         self._progress: Optional[StreamProgress] = None
-        self._sync_mode = SyncMode.full_refresh
         super().__init__()
 
     # --- what a leaf says -------------------------------------------------------------------
@@ -177,7 +173,6 @@ class ProfileStream(HttpStream, ABC):
         """Called once a profile's records are all emitted; incremental streams advance their cursor here."""
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
-        self._sync_mode = sync_mode
         self._progress = StreamProgress(
             stream=self.name,
             total_profiles=len(self.external_ids),
