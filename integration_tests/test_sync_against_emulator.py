@@ -94,3 +94,16 @@ def test_check_and_discover_against_the_emulator(emulator, truth, tmp_path):
     assert streams["user_events"]["supported_sync_modes"] == ["full_refresh", "incremental"]
     assert streams["user_events"]["default_cursor_field"] == ["timestamp"]
     assert streams["user_events"]["source_defined_primary_key"] == [["external_id"], ["messageId"]]
+
+
+def test_a_sync_of_several_seconds_logs_progress_lines_and_a_summary(emulator, truth, tmp_path):
+    # 300 profiles at 40 requests/s: ~7.5 s, past the 5 s between progress lines.
+    config = emulator_config(emulator, truth, requests_per_second=40)
+    run = run_connector("read", tmp_path, config, configured_catalog(("user_metadata",)))
+    assert run.returncode == 0
+
+    progress = [line for line in run.logs if line.startswith("Progress user_metadata: ")]
+    summary = [line for line in run.logs if line.startswith("Summary user_metadata: ")]
+    assert progress, run.logs[-10:]
+    assert all("/300 profiles" in line and "requests/s of a 40/s budget" in line and "left" in line for line in progress)
+    assert summary == [summary[0]] and "300 profiles read, 0 not found, 300 records, 300 requests, 300 pages" in summary[0]
