@@ -17,17 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from source_segment_profile.source import STREAM_NAMES
+
 SCHEMA_NAME = "segment_profile"
 DEMO_OUTPUT = Path("demo-output")
-STREAMS = (
-    "user_traits",
-    "user_events",
-    "user_external_ids",
-    "user_metadata",
-    "user_links",
-    "account_traits",
-    "account_external_ids",
-)
 # The connector's own progress and summary lines; PyAirbyte only writes connector logs to its file.
 CONNECTOR_LINES_SHOWN = ("Progress ", "Summary ")
 
@@ -57,7 +50,7 @@ def connector_executable() -> str:
     return found
 
 
-def sync_to_duckdb(config: Mapping[str, Any], db_path: Path, streams: tuple[str, ...] = STREAMS) -> dict[str, int]:
+def sync_to_duckdb(config: Mapping[str, Any], db_path: Path, streams: tuple[str, ...] = STREAM_NAMES) -> dict[str, int]:
     """Reads the selected streams into the DuckDB file; returns the row count of every table."""
     db_path = db_path.resolve()
     if db_path.stem == SCHEMA_NAME:
@@ -159,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sync = commands.add_parser("sync", help="sync a real space (a connector config file) into DuckDB")
     sync.add_argument("--config", type=Path, required=True, help="a connector config JSON (see README)")
     sync.add_argument("--db", type=Path, required=True, help="the DuckDB file to create or continue")
-    sync.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    sync.add_argument("--streams", nargs="+", choices=STREAM_NAMES, default=list(STREAM_NAMES))
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(args.users, args.accounts, args.db, args.seed)

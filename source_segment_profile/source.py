@@ -10,6 +10,7 @@ from airbyte_cdk.models import AirbyteConnectionStatus, Status
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
+from airbyte_cdk.sources.utils.casing import camel_to_snake
 
 from source_segment_profile.api_client import ProfileApiClient, basic_auth_header
 from source_segment_profile.config import ConfigError, ConnectorConfig, parse_config
@@ -28,6 +29,8 @@ from source_segment_profile.streams import (
 
 USER_STREAMS = (UserTraits, UserEvents, UserExternalIds, UserMetadata, UserLinks)
 ACCOUNT_STREAMS = (AccountTraits, AccountExternalIds)
+# The stream names users select (the CDK names a stream after its class: UserTraits -> user_traits).
+STREAM_NAMES = tuple(camel_to_snake(stream.__name__) for stream in USER_STREAMS + ACCOUNT_STREAMS)
 # check must answer within seconds, not after a sync's worth of retries.
 CHECK_TIMEOUT_SECONDS = 15.0
 CHECK_MAX_RETRIES = 1
