@@ -193,6 +193,8 @@ class ProfileStream(HttpStream, ABC):
         items: list[Any] = []
         pages = 0
         token: Optional[str] = None
+        # `stopping` is set only once the consumer has stopped taking results, so a profile cut
+        # short here is never emitted.
         while not stopping.is_set():
             params = self.request_params(stream_slice=stream_slice, next_page_token={"next": token} if token else None)
             try:
