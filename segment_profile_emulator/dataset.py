@@ -108,17 +108,14 @@ class ServedEvent(NamedTuple):
 
 
 @dataclass(slots=True)
-class UserProfile:
+class Profile:
+    """What users and accounts share: their ids and their traits."""
+
     index: int
     lookup_id: str
-    segment_id: str
     external_ids: list[dict]
     traits: dict[str, Any]  # keys in lexicographic (code point) order
     trait_details: dict[str, TraitDetail]
-    metadata: dict  # the body served: flat, or wrapped in {"metadata": ...}
-    account_indexes: list[int]
-    events_per_hour: float
-    links_have_cursor: bool
     trait_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,21 +127,17 @@ class UserProfile:
 
 
 @dataclass(slots=True)
-class AccountProfile:
-    index: int
-    lookup_id: str
-    external_ids: list[dict]
-    traits: dict[str, Any]
-    trait_details: dict[str, TraitDetail]
+class UserProfile(Profile):
+    segment_id: str
+    metadata: dict  # the body served: flat, or wrapped in {"metadata": ...}
+    account_indexes: list[int]
+    events_per_hour: float
+    links_have_cursor: bool
+
+
+@dataclass(slots=True)
+class AccountProfile(Profile):
     user_indexes: list[int]
-    trait_names: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.trait_names = list(self.traits)
-
-    @property
-    def ids(self) -> list[str]:
-        return [f"{external_id['type']}:{external_id['id']}" for external_id in self.external_ids]
 
 
 # --- traits -------------------------------------------------------------------------------------
