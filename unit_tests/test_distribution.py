@@ -24,6 +24,7 @@ import yaml
 from airbyte_connector_models.metadata.v0.connector_metadata_definition_v0 import ConnectorMetadataDefinitionV0
 from packaging.specifiers import SpecifierSet
 
+from integration_tests.connector_cli import STREAMS as CONTRACT_STREAMS
 from source_segment_profile.config import REGION_HOSTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,15 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFINITION_ID = "c2dcf5b9-902f-450f-8ac3-5b2238bbfbb3"
 CONNECTOR_SCRIPT = "source-segment-profile"
 WORKDIR = "/airbyte/integration_code"
-STREAMS = {
-    "user_traits",
-    "user_events",
-    "user_external_ids",
-    "user_metadata",
-    "user_links",
-    "account_traits",
-    "account_external_ids",
-}
+STREAMS = set(CONTRACT_STREAMS)  # the stream names are the contract: one list, in the tests
 
 
 # --- reading the files ----------------------------------------------------------------------

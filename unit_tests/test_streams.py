@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from airbyte_cdk.models import FailureType, Level
+
+from source_segment_profile.source import SourceSegmentProfile
 
 from unit_tests.builders import (
     ACCOUNT_STREAMS,
@@ -373,3 +376,22 @@ def test_404_warnings_mask_personal_ids_only(api, missing, masked, hidden):
     assert masked in warning
     if hidden:
         assert hidden not in result.all_text()
+
+
+def test_the_cdk_response_interface_reads_a_page_as_the_sync_does():
+    """parse_response/next_page_token (HttpStream's interface) agree with the sync's own page reading."""
+    streams = {stream.name: stream for stream in SourceSegmentProfile().streams(config(user_external_ids=["email:a+b@x.com"]))}
+    response = requests.Response()
+    response.status_code = 200
+    response.url = profile_url("user_events", "email:a+b@x.com") + "?limit=200"
+    response.headers["Request-Id"] = "rid-1"
+    response._content = json.dumps(
+        {"data": [{"message_id": "m1", "timestamp": "2026-11-20T10:00:00Z"}], "cursor": {"has_more": True, "next": "tok", "url": ""}}
+    ).encode()
+
+    events = streams["user_events"]
+    assert list(events.parse_response(response)) == [
+        {"message_id": "m1", "messageId": "m1", "timestamp": "2026-11-20T10:00:00Z", "external_id": "email:a+b@x.com"}
+    ]
+    assert events.next_page_token(response) == {"next": "tok"}
+    assert streams["user_metadata"].next_page_token(response) is None  # metadata is not paginated
