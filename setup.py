@@ -6,7 +6,9 @@ VERSION = "0.1.0"
 
 # Pinned: the connector is an image, and the image must behave the same on every build.
 # airbyte-cdk 7.39.1 is the 7.x release the CDK notes in ../shared were measured with.
-MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1"]
+# orjson and certifi come with the CDK too, but the connector imports them itself: orjson to
+# decode pages, certifi for the CA bundle its http.client transport verifies TLS against.
+MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "certifi==2026.10.19.post1"]
 
 TEST_REQUIREMENTS = [
     "pytest==9.2.0",

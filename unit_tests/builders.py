@@ -1,4 +1,8 @@
-"""Request and response builders for the unit tests, and a small fake Profile API on requests_mock.
+"""Request and response builders for the unit tests, and a small fake Profile API.
+
+The fake answers through the connector's transport seam: the `api` fixture puts
+`FakeProfileApi.transport` in place of `source_segment_profile.api_client.HttpTransport`, so every
+client the source builds sends its GETs to the fake instead of a socket.
 
 Responses follow the seed OpenAPI spec and the documented extras (../shared/profile-api-facts.md):
 a cursor `{"url", "has_more", "next"}` whose last page has `has_more: false` and empty strings.
@@ -12,10 +16,10 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import parse_qs, quote, urlsplit
 
-import requests_mock as requests_mock_module
+from source_segment_profile.http_transport import RawResponse
 
 SPACE_ID = "spa_unit"
 TOKEN = "unit-token"
@@ -156,7 +160,11 @@ def page_of(stream: str, n: int, next: str = "", profile: str = "p") -> dict[str
 
 @dataclass
 class Reply:
-    """One HTTP answer. `body` is JSON unless it is bytes/str; `Request-Id` is added unless given."""
+    """One HTTP answer. `body` is JSON unless it is bytes/str; `Request-Id` is added unless given.
+
+    `exception` (a `TransportError`, e.g. `TransportError("timed out")`) stands for a request that got
+    no complete answer: the fake transport raises it instead of answering.
+    """
 
     status: int = 200
     body: Any = None
@@ -179,13 +187,32 @@ def as_reply(value: ReplyLike) -> Reply:
     return Reply(200, value)
 
 
+class RequestHeaders(Mapping[str, str]):
+    """Headers a request was sent with; names are looked up case-insensitively, as in HTTP."""
+
+    def __init__(self, headers: Mapping[str, str]):
+        self._items = {name.lower(): (name, value) for name, value in headers.items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
 @dataclass(frozen=True)
 class SeenRequest:
     url: str
     path: str
     params: dict[str, list[str]]
-    headers: Mapping[str, str]
-    timeout: Any
+    headers: Mapping[str, str]  # as given to the transport, plus Host
+    timeout: Any  # the transport's (connect_timeout, read_timeout)
     at: float  # the fake clock's time when the request was made
 
     def param(self, name: str) -> Optional[str]:
@@ -203,15 +230,14 @@ class FakeProfileApi:
     An unregistered path answers 418, which the connector reports as an unexpected answer.
     """
 
-    def __init__(self, mocker: requests_mock_module.Mocker, clock: Callable[[], float] = lambda: 0.0, base_url: str = BASE_URL):
-        self._mocker = mocker
+    def __init__(self, clock: Callable[[], float] = lambda: 0.0, base_url: str = BASE_URL):
         self._clock = clock
         self._base_url = base_url
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[SeenRequest], Reply]] = {}
         self._request_ids = itertools.count(1)
         self.seen: list[SeenRequest] = []
-        mocker.get(requests_mock_module.ANY, content=self._answer)
+        self.transports: list["FakeTransport"] = []  # every transport built, in order
 
     # registration
 
@@ -262,16 +288,23 @@ class FakeProfileApi:
             ]
         return seen
 
-    # the mock's callback
+    # the transport seam
 
-    def _answer(self, request: Any, context: Any) -> bytes:
-        parts = urlsplit(request.url)
+    def transport(self, headers: Mapping[str, str], connect_timeout: float, read_timeout: float) -> "FakeTransport":
+        """Builds a transport as `HttpTransport(headers, connect_timeout, read_timeout)` would."""
+        built = FakeTransport(self, headers, connect_timeout, read_timeout)
+        with self._lock:
+            self.transports.append(built)
+        return built
+
+    def _answer(self, url: str, headers: Mapping[str, str], timeout: tuple[float, float]) -> RawResponse:
+        parts = urlsplit(url)
         seen = SeenRequest(
-            url=request.url,
+            url=url,
             path=parts.path,
             params=parse_qs(parts.query, keep_blank_values=True),
-            headers=dict(request.headers),
-            timeout=request.timeout,
+            headers=RequestHeaders({**headers, "Host": parts.netloc}),
+            timeout=timeout,
             at=self._clock(),
         )
         with self._lock:
@@ -280,12 +313,27 @@ class FakeProfileApi:
         reply = handler(seen) if handler else Reply(418, {"error": {"code": "test", "message": f"unregistered path {parts.path}"}})
         if reply.exception is not None:
             raise reply.exception
-        context.status_code = reply.status
-        context.headers["Request-Id"] = f"req-{next(self._request_ids)}"
-        context.headers.update(reply.headers)
+        response_headers = {"request-id": f"req-{next(self._request_ids)}"}
+        response_headers.update({name.lower(): value for name, value in reply.headers.items()})
         if isinstance(reply.body, bytes):
-            return reply.body
-        if isinstance(reply.body, str):
-            return reply.body.encode()
-        context.headers.setdefault("Content-Type", "application/json")
-        return json.dumps(reply.body).encode()
+            body = reply.body
+        elif isinstance(reply.body, str):
+            body = reply.body.encode()
+        else:
+            response_headers.setdefault("content-type", "application/json")
+            body = json.dumps(reply.body).encode()
+        response_headers["content-length"] = str(len(body))
+        return RawResponse(reply.status, response_headers, body)
+
+
+class FakeTransport:
+    """Stands in for `HttpTransport`: each GET is answered by the FakeProfileApi, without a socket."""
+
+    def __init__(self, api: FakeProfileApi, headers: Mapping[str, str], connect_timeout: float, read_timeout: float):
+        self._api = api
+        self.headers = dict(headers)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+
+    def get(self, url: str) -> RawResponse:
+        return self._api._answer(url, self.headers, (self.connect_timeout, self.read_timeout))

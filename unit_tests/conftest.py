@@ -19,13 +19,13 @@ from typing import Any, Iterable, Mapping, Optional
 
 import jsonschema
 import pytest
-import requests_mock
 from airbyte_cdk.models import AirbyteMessageSerializer, AirbyteStateBlob, AirbyteStateMessage, Level, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder, ConfiguredAirbyteStreamBuilder
 import airbyte_cdk.test.entrypoint_wrapper as entrypoint_wrapper
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, _run_command, discover, read
 from airbyte_cdk.test.state_builder import StateBuilder
 
+import source_segment_profile.api_client as api_client_module
 import source_segment_profile.source as source_module
 import source_segment_profile.streams as streams_module
 from source_segment_profile.api_client import ProfileApiClient
@@ -79,6 +79,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(source_module, "RateBudget", budget)
     monkeypatch.setattr(source_module, "ProfileApiClient", functools.partial(ProfileApiClient, sleep=fake.sleep))
     monkeypatch.setattr(streams_module, "StreamProgress", functools.partial(StreamProgress, clock=fake.now))
+    # A fake clock (or fake API) cannot cross a fork: the reader runs in this process.
+    monkeypatch.setattr(streams_module, "READER_IN_CHILD_PROCESS", False)
     return fake
 
 
@@ -92,9 +94,11 @@ def connector_entrypoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def api(clock: FakeClock) -> Iterable[FakeProfileApi]:
-    with requests_mock.Mocker(case_sensitive=True) as mocker:
-        yield FakeProfileApi(mocker, clock=clock.now)
+def api(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeProfileApi:
+    """Every client the source builds gets a fake transport that asks this FakeProfileApi."""
+    fake = FakeProfileApi(clock=clock.now)
+    monkeypatch.setattr(api_client_module, "HttpTransport", fake.transport)
+    return fake
 
 
 # --- running the connector ------------------------------------------------------------------

@@ -1,13 +1,20 @@
-"""A tiny Profile API on 127.0.0.1 for tests that run the connector in a subprocess (where
-requests_mock cannot reach): answers are chosen by path, like FakeProfileApi's."""
+"""Servers on 127.0.0.1 for tests that need real sockets.
+
+`LocalProfileServer` is a tiny Profile API for tests that run the connector in a subprocess (where
+the fake transport of the `api` fixture cannot reach): answers are chosen by path, like
+FakeProfileApi's. `RawHttpServer` hands each accepted TCP connection to a test's own function,
+for the HTTP transport's tests of keep-alive, resets, short bodies, slow answers and proxies.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
+import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -89,3 +96,127 @@ class LocalProfileServer:
             self._server.shutdown()
             self._server.server_close()
             thread.join(timeout=5)
+
+
+# --- raw sockets ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """A request as it arrived: its request line, its headers (names as sent), its connection's index."""
+
+    line: str
+    headers: dict[str, str]
+    connection: int
+
+    @property
+    def target(self) -> str:
+        return self.line.split(" ")[1]
+
+
+class RawHttpServer:
+    """Accepts TCP connections on 127.0.0.1 and runs `serve(server, connection, reader, index)` for
+    each on its own thread (`index` counts accepted connections from 0). `serve` reads requests
+    with `read_request` and writes whatever bytes the test wants with `answer` or `sendall`."""
+
+    def __init__(self, serve: Callable[["RawHttpServer", socket.socket, BinaryIO, int], None]):
+        self._serve = serve
+        self._lock = threading.Lock()
+        self._listener: Optional[socket.socket] = None
+        self._port = 0
+        self._connections: list[socket.socket] = []
+        self.accepted = 0
+        self.requests: list[RawRequest] = []
+        self.stopping = threading.Event()  # set when the test ends: slow handlers stop waiting
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def read_request(self, reader: BinaryIO, index: int) -> Optional[RawRequest]:
+        """The next request's line and headers (a GET has no body); None when the client closed."""
+        line = reader.readline()
+        if not line:
+            return None
+        headers: dict[str, str] = {}
+        while True:
+            header = reader.readline()
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = header.decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
+        request = RawRequest(line.decode("latin-1").rstrip("\r\n"), headers, index)
+        with self._lock:
+            self.requests.append(request)
+        return request
+
+    @staticmethod
+    def answer(connection: socket.socket, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = (), length: Optional[int] = None) -> None:
+        """Writes a whole answer; `length` overrides the Content-Length (to announce more than is sent)."""
+        head = [f"HTTP/1.1 {status} Status", f"Content-Length: {len(body) if length is None else length}"]
+        head += [f"{name}: {value}" for name, value in headers]
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    @staticmethod
+    def close(connection: socket.socket, reader: BinaryIO) -> None:
+        """Closes the connection now (the socket only closes once its reader is closed too)."""
+        reader.close()
+        connection.close()
+
+    @staticmethod
+    def reset(connection: socket.socket, reader: BinaryIO) -> None:
+        """Closes with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        RawHttpServer.close(connection, reader)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # the listener was closed
+            connection.settimeout(5)
+            with self._lock:
+                index = self.accepted
+                self.accepted += 1
+                self._connections.append(connection)
+            threading.Thread(target=self._run, args=(connection, index), daemon=True).start()
+
+    def _run(self, connection: socket.socket, index: int) -> None:
+        try:
+            with connection.makefile("rb") as reader:
+                self._serve(self, connection, reader, index)
+        except OSError:
+            pass  # the client went away; the test judges by what it saw
+        finally:
+            connection.close()
+
+    @contextmanager
+    def running(self) -> Iterator["RawHttpServer"]:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._port = self._listener.getsockname()[1]
+        thread = threading.Thread(target=self._accept_loop, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            # shutdown() wakes a thread blocked in accept(); close() alone may not on Linux.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            thread.join(timeout=5)
+            with self._lock:
+                for connection in self._connections:
+                    try:
+                        connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass

@@ -82,7 +82,7 @@ def test_every_page_of_every_profile_arrives_exactly_once(api, stream, sync_mode
 
 @pytest.mark.parametrize("sync_mode", [SyncMode.full_refresh, SyncMode.incremental])
 def test_workers_really_overlap_up_to_max_concurrency_against_a_threaded_server(sync_mode):
-    """requests_mock answers one request at a time; a threaded local server lets workers overlap."""
+    """Real sockets and real time: a threaded local server sees the workers' requests overlap."""
     ids = [f"email:c{n:02d}+x@example.com" for n in range(12)]
     in_flight = InFlight()
     server = LocalProfileServer()

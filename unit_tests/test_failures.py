@@ -10,9 +10,9 @@ import email.utils
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 from airbyte_cdk.models import FailureType
 
+from source_segment_profile.http_transport import TransportError
 from unit_tests.builders import Reply, config, data_page, event, metadata_body, page_of, traits_page
 from unit_tests.conftest import run_read
 
@@ -173,12 +173,12 @@ def test_retries_back_off_exponentially(api, clock):
 @pytest.mark.parametrize(
     "failure",
     [
-        requests.exceptions.ConnectionError("connection reset by peer"),
-        requests.exceptions.ConnectTimeout("connect timed out"),
-        requests.exceptions.ReadTimeout("read timed out"),
-        requests.exceptions.ChunkedEncodingError("body cut short"),
+        TransportError("ConnectionRefusedError: [Errno 111] Connection refused"),
+        TransportError("ConnectionResetError: [Errno 104] Connection reset by peer"),
+        TransportError("timed out"),
+        TransportError("body cut short (512 bytes of 2048)"),
     ],
-    ids=lambda failure: type(failure).__name__,
+    ids=["refused", "reset", "timeout", "cut-short"],
 )
 def test_connection_failures_and_timeouts_are_retried(api, clock, failure):
     api.replies("user_external_ids", "user_id:u1", failure, failure, page_of("user_external_ids", 1))
@@ -188,10 +188,12 @@ def test_connection_failures_and_timeouts_are_retried(api, clock, failure):
     assert len(api.requests_to("user_external_ids")) == 3
     assert len(result.records()) == 1
     assert result.errors() == []
+    # The retry is logged with the transport's own description of the fault.
+    assert len([line for line in result.logs() if line.startswith("Retrying") and f"after {failure}" in line]) == 2
 
 
 def test_timeouts_beyond_max_retries_fail_with_a_transient_error(api, clock):
-    api.replies("user_external_ids", "user_id:u1", requests.exceptions.ReadTimeout("read timed out"))
+    api.replies("user_external_ids", "user_id:u1", TransportError("timed out"))
 
     result = run_read(config(max_retries=1), ["user_external_ids"])
 
@@ -199,7 +201,7 @@ def test_timeouts_beyond_max_retries_fail_with_a_transient_error(api, clock):
     error = result.stream_error("user_external_ids")
     assert error.failure_type == FailureType.transient_error
     assert "user_external_ids" in error.message and "user_id:u1" in error.message
-    assert "Timeout" in error.message
+    assert "last with timed out" in error.message
 
 
 def test_max_retries_zero_fails_on_the_first_5xx(api, clock):

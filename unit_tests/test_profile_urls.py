@@ -62,15 +62,10 @@ def test_the_space_id_is_one_encoded_segment_too(api):
 
 
 @pytest.mark.parametrize("region, host", [("us", "profiles.segment.com"), ("eu", "profiles.euw1.segment.com")])
-def test_the_region_chooses_the_host(region, host, clock):
-    import requests_mock
+def test_the_region_chooses_the_host(api, region, host):
+    api.pages("user_traits", "user_id:u1", traits_page({}))
 
-    from unit_tests.builders import FakeProfileApi
-
-    with requests_mock.Mocker(case_sensitive=True) as mocker:
-        api = FakeProfileApi(mocker, clock=clock.now)
-        api.pages("user_traits", "user_id:u1", traits_page({}))
-        run_read(config(region=region), ["user_traits"])
+    run_read(config(region=region), ["user_traits"])
 
     assert [urlsplit(request.url).netloc for request in api.seen] == [host]
     assert urlsplit(api.seen[0].url).scheme == "https"
