@@ -51,6 +51,15 @@ class RateBudget:
         if wait > 0:
             self._sleep(wait)
 
+    def snapshot(self) -> tuple[float, float, int, int, float]:
+        """What a reader process hands back, so that the next stream goes on from where it ended."""
+        with self._lock:
+            return (self._next_slot, self._paused_until, self._pauses, self.requests_granted, self.seconds_paused)
+
+    def restore(self, snapshot: tuple[float, float, int, int, float]) -> None:
+        with self._lock:
+            self._next_slot, self._paused_until, self._pauses, self.requests_granted, self.seconds_paused = snapshot
+
     def pause_for(self, seconds: float) -> None:
         """No slot is granted to anyone for `seconds` from now (a 429's Retry-After or backoff)."""
         with self._lock:

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import sys
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote, unquote, urlsplit
 
+import orjson
 import requests
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http import HttpStream
@@ -29,6 +31,7 @@ from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.progress import StreamProgress
+from source_segment_profile.reader_process import ChildProcessProfileReader
 
 # State is checkpointed after every this many profiles, so an interrupted sync resumes close to
 # where it stopped instead of starting over.
@@ -37,6 +40,10 @@ CHECKPOINT_EVERY_PROFILES = 200
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
+# Profiles are read in a forked child process (reader_process.py): on Linux, where Airbyte runs
+# connectors. Elsewhere, and in tests that give the reading a fake clock or a fake API (neither
+# crosses a fork), they are read on threads of this process.
+READER_IN_CHILD_PROCESS = sys.platform == "linux"
 
 
 @functools.cache
@@ -58,6 +65,20 @@ class ProfileResult:
     pages: int
     found: bool
     newest_cursor: Optional[str] = None  # incremental streams: the newest cursor value among the records
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """How a result crosses from the reader process: records as orjson, which writes them ~4x
+        faster than pickle and reads them back as fast. Integers beyond 64 bits, which orjson
+        cannot write, take pickle."""
+        fields = (self.external_id, self.records, self.pages, self.found, self.newest_cursor)
+        try:
+            return _result_with_json_records, (orjson.dumps(self.records), *fields[2:], self.external_id)
+        except TypeError:
+            return ProfileResult, fields
+
+
+def _result_with_json_records(records: bytes, pages: int, found: bool, newest_cursor: Optional[str], external_id: str) -> ProfileResult:
+    return ProfileResult(external_id, orjson.loads(records), pages, found, newest_cursor)
 
 
 class ProfileStream(HttpStream, ABC):
@@ -180,9 +201,13 @@ class ProfileStream(HttpStream, ABC):
             budget_requests_per_second=self._config.requests_per_second,
             logger=self.logger,
         )
-        reader = ConcurrentProfileReader(
-            self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS
-        )
+        reader: ConcurrentProfileReader[ProfileResult] | ChildProcessProfileReader[ProfileResult]
+        if READER_IN_CHILD_PROCESS:
+            reader = ChildProcessProfileReader(
+                self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS, self._client
+            )
+        else:
+            reader = ConcurrentProfileReader(self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
         self._profile_results = reader.results(self.external_ids)
 
     def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
@@ -390,10 +415,9 @@ class UserEvents(DataListStream):
         if lower_bound is not None:
             # The server may ignore `start`: filter here as well.
             records = [record for record in records if not is_before(record.get("timestamp"), lower_bound)]
-        # Found here, on a worker thread: the thread that emits records is the sync's bottleneck.
-        timestamps = [record["timestamp"] for record in records if isinstance(record.get("timestamp"), str)]
-        newest = max(timestamps, key=timestamp_order, default=None)
-        return dataclasses.replace(result, records=records, newest_cursor=newest)
+        # Found here, by the reader: the thread that emits records is the sync's bottleneck.
+        newest = newest_timestamp([record["timestamp"] for record in records if isinstance(record.get("timestamp"), str)])
+        return ProfileResult(external_id, records, result.pages, result.found, newest)
 
     def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
         lower_bound = self._lower_bounds.get(external_id)
@@ -431,6 +455,23 @@ def is_before(timestamp: Any, bound: datetime) -> bool:
         return parse_timestamp(timestamp) < bound
     except (TypeError, ValueError):
         return False
+
+
+def newest_timestamp(timestamps: list[str]) -> Optional[str]:
+    """The latest of `timestamps` (an unreadable one never wins), or None.
+
+    Segment writes every timestamp as UTC in one shape ("2026-11-20T10:00:00.000Z"): when all have
+    the same length, the T and the Z, text order is time order and only the winner needs parsing.
+    """
+    if not timestamps:
+        return None
+    shape = len(timestamps[0])
+    if all(len(timestamp) == shape and timestamp[-1] == "Z" and timestamp[10:11] == "T" for timestamp in timestamps):
+        newest = max(timestamps)
+        if timestamp_order(newest) > datetime.min.replace(tzinfo=timezone.utc):
+            return newest
+    newest = max(timestamps, key=timestamp_order)
+    return newest if timestamp_order(newest) > datetime.min.replace(tzinfo=timezone.utc) else None
 
 
 def timestamp_order(timestamp: str) -> datetime:
