@@ -778,9 +778,12 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
                 server.settings.update(**json.loads(request_body or b"{}"))
                 answer = server.settings.runtime_knobs()
             elif route == ("POST", "shutdown"):
+                # Answered before the shutdown starts: once serve_forever returns, the process may
+                # exit before this thread has written anything (the caller saw RemoteDisconnected).
                 self.close_connection = True
+                self._send(200, to_json_bytes({"shutting_down": True}))
                 threading.Thread(target=server.shutdown, daemon=True).start()
-                answer = {"shutting_down": True}
+                return
             else:
                 self._send(404, error_body("not_found", f"No admin route {method} {path}."))
                 return
