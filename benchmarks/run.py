@@ -49,6 +49,10 @@ def run_read(workdir: Path, config: dict, catalog: dict, records_out: Path | Non
     return _run_and_count(command, records_out)
 
 
+def _emitted_at(record_line: bytes) -> int:
+    return int(record_line[record_line.rindex(b'"emitted_at":') + 13 :].split(b"}", 1)[0].split(b",", 1)[0])
+
+
 class PeakRss:
     """Samples the resident memory of a connector process and its reader child until they exit.
 
@@ -100,20 +104,21 @@ def _run_and_count(command: list[str], records_out: Path | None = None) -> dict:
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
     peak_rss = PeakRss(process.pid)
-    records, first_emit, last_emit, state_bytes = 0, None, None, 0
+    records, first_record, last_record, state_bytes = 0, None, None, 0
     sink = open(records_out, "wb") if records_out else None
     # Kept cheap: this process shares the 2 cores with the connector and the emulator, so it
-    # only slices out emitted_at; the ceiling source decodes the saved lines itself, untimed.
+    # counts record lines and reads emitted_at of the first and last only; the ceiling source
+    # decodes the saved lines itself, untimed.
     for line in process.stdout:
         if line.startswith(b'{"type":"RECORD"'):
             records += 1
-            emitted_at = int(line[line.rindex(b'"emitted_at":') + 13 :].split(b"}", 1)[0].split(b",", 1)[0])
-            first_emit = first_emit or emitted_at
-            last_emit = emitted_at
+            first_record = first_record or line
+            last_record = line
             if sink:
                 sink.write(line)
         elif line.startswith(b'{"type":"STATE"') and b'"user_events"' in line:
             state_bytes = len(json.dumps(json.loads(line)["state"]["stream"]["stream_state"]))
+    first_emit, last_emit = (_emitted_at(line) if line else None for line in (first_record, last_record))
     status = process.wait()
     if sink:
         sink.close()

@@ -554,7 +554,7 @@ class ProfileApi:
             events.reverse()
         end = selection.offset + limit
         next_token = selection.cursor_at(end) if end < len(events) else None
-        page = b",".join(event.json for event in events[selection.offset : end])
+        page = b",".join([event.json for event in events[selection.offset : end]])
         return b'{"data":[' + page + b'],"cursor":' + to_json_bytes(self._cursor(request, limit, next_token)) + b"}"
 
     def _external_ids(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
@@ -705,10 +705,46 @@ class EmulatorServer(ThreadingHTTPServer):
         return outcome
 
 
+class RequestHeaders(dict):
+    """Request headers by lower-cased name; `get` takes any casing, as http.server's message does."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+MAX_REQUEST_HEADERS = 100
+
+
 class ProfileApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     disable_nagle_algorithm = True  # else keep-alive requests stall ~40 ms on delayed ACKs
     server: EmulatorServer
+
+    def parse_request(self) -> bool:
+        """http.server's parse_request without its email-parser pass over the headers.
+
+        That pass was a fifth of the emulator's CPU per request, and the emulator shares the
+        machine with the connector it measures (benchmarks/run.py). Anything but a plain
+        `METHOD /path HTTP/1.x` line goes to http.server's own parser and its error answers.
+        """
+        words = self.raw_requestline.decode("latin-1").rstrip("\r\n").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            return super().parse_request()
+        self.command, self.path, self.request_version = words
+        headers = RequestHeaders()
+        while True:
+            line = self.rfile.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(headers) >= MAX_REQUEST_HEADERS or len(line) > 65536:
+                self.send_error(431, "Request header fields too large")
+                return False
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.headers = headers  # type: ignore[assignment] # only .get is used
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0" and connection != "keep-alive")
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: one line per request would cost more than answering it."""

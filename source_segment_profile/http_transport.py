@@ -1,8 +1,10 @@
 """HTTP GETs on kept-alive connections, one connection per thread and host: the sync's only socket code.
 
-Built on the standard library's http.client rather than requests: a page costs ~130 us of CPU this
-way against ~570 us through requests (sessions, adapters, urllib3's pool, hooks), and that CPU is
-spent holding the interpreter lock the whole sync shares (benchmarks/run.py). What requests did
+Built on the standard library rather than requests: a page cost ~570 us of CPU through requests
+(sessions, adapters, urllib3's pool, hooks), ~130 us through http.client, and less again with the
+answer read straight off the socket (below). That CPU is the reader's, and the reader keeping
+pace is what sets user_events' throughput (benchmarks/run.py). http.client still opens the
+connections (proxy tunnel, TLS). What requests did
 for us and this module does itself: proxies from the environment, TLS verification against a CA
 bundle, separate connect and read timeouts, and a transparent retry of a kept-alive connection
 that the server closed while idle. Redirects are never followed (the API does not redirect, and
@@ -19,7 +21,7 @@ import ssl
 import threading
 import urllib.request
 from dataclasses import dataclass
-from typing import Mapping, Optional, Union
+from typing import BinaryIO, Mapping, Optional, Union
 from urllib.parse import unquote, urlsplit
 
 import certifi
@@ -51,6 +53,23 @@ class _Route:
     proxy_authorization: Optional[str] = None
 
 
+class _OpenConnection:
+    """A connected socket (proxy tunnel and TLS set up by http.client's connect) and its reader.
+
+    Requests and answers go over the socket directly: http.client's response object, a new file
+    object and an email-parser pass over the headers for every answer, was most of its CPU.
+    """
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self.sock = connection.sock
+        self.reader = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self._connection.close()
+
+
 class HttpTransport:
     """GETs with `headers` on every request; safe to share between threads.
 
@@ -68,6 +87,7 @@ class HttpTransport:
         # Resolved once: looking up proxies per request is measurable CPU.
         self._proxies = urllib.request.getproxies()
         self._routes: dict[tuple[str, str, Optional[int]], _Route] = {}
+        self._head_cache: dict[_Route, bytes] = {}
 
     def get(self, url: str) -> RawResponse:
         parts = urlsplit(url)
@@ -90,23 +110,30 @@ class HttpTransport:
             self._drop(route)
             raise TransportError(_describe(error)) from None
 
-    def _exchange(self, connection: Connection, route: _Route, target: str) -> RawResponse:
-        connection.putrequest("GET", target, skip_accept_encoding=True)
-        for name, value in self._headers.items():
-            connection.putheader(name, value)
-        if route.proxy and route.scheme == "http" and route.proxy_authorization:
-            connection.putheader("Proxy-Authorization", route.proxy_authorization)
-        connection.endheaders()
-        response = connection.getresponse()
-        body = response.read()  # IncompleteRead if the body is cut short of its length
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        if response.will_close:
+    def _exchange(self, connection: _OpenConnection, route: _Route, target: str) -> RawResponse:
+        connection.sock.sendall(b"GET %s HTTP/1.1\r\n%s" % (target.encode("ascii"), self._head_lines(route)))
+        status, headers, will_close = _read_head(connection.reader)
+        body, will_close = _read_body(connection.reader, status, headers, will_close)
+        if will_close:
             self._drop(route)
-        return RawResponse(response.status, headers, body)
+        return RawResponse(status, headers, body)
+
+    def _head_lines(self, route: _Route) -> bytes:
+        """The request's header lines after the request line: the same for every request of a route."""
+        lines = self._head_cache.get(route)
+        if lines is None:
+            default_port = 443 if route.scheme == "https" else 80
+            host = f"[{route.host}]" if ":" in route.host else route.host
+            headers = {"Host": host if route.port == default_port else f"{host}:{route.port}", **self._headers}
+            if route.proxy and route.scheme == "http" and route.proxy_authorization:
+                headers["Proxy-Authorization"] = route.proxy_authorization
+            lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1") + b"\r\n"
+            self._head_cache[route] = lines
+        return lines
 
     # --- connections ---------------------------------------------------------------------------
 
-    def _connection(self, route: _Route) -> tuple[Connection, bool]:
+    def _connection(self, route: _Route) -> tuple[_OpenConnection, bool]:
         """This thread's open connection for `route`, or a new one; True when it is being reused."""
         pool = self._pool()
         connection = pool.get(route)
@@ -116,7 +143,7 @@ class HttpTransport:
         pool[route] = connection
         return connection, False
 
-    def _pool(self) -> dict[_Route, Connection]:
+    def _pool(self) -> dict[_Route, _OpenConnection]:
         pid = os.getpid()
         if getattr(self._local, "pid", None) != pid:
             # A new thread, or this thread's copy in a forked child: the sockets are not ours.
@@ -129,7 +156,7 @@ class HttpTransport:
         if connection is not None:
             connection.close()
 
-    def _connect(self, route: _Route) -> Connection:
+    def _connect(self, route: _Route) -> _OpenConnection:
         host, port = (route.proxy[1], route.proxy[2]) if route.proxy else (route.host, route.port)
         connection: Connection
         if route.scheme == "https":
@@ -147,7 +174,7 @@ class HttpTransport:
         # The connect timeout bounds the handshake; each read after it waits up to the read timeout.
         connection.sock.settimeout(self._read_timeout)
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        return _OpenConnection(connection)
 
     def _route(self, scheme: str, host: str, port: Optional[int]) -> _Route:
         default_port = 443 if scheme == "https" else 80
@@ -169,6 +196,78 @@ class HttpTransport:
                 bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
                 self._tls = ssl.create_default_context(cafile=bundle)
             return self._tls
+
+
+# http.client's limits on a status or header line and on the number of headers.
+MAX_LINE_BYTES = 65536
+MAX_HEADERS = 100
+
+
+def _read_head(reader: BinaryIO) -> tuple[int, dict[str, str], bool]:
+    """Status, headers (lower-cased names) and whether the server will close, skipping 1xx answers."""
+    while True:
+        line = _read_line(reader)
+        if not line:
+            raise http.client.RemoteDisconnected("the server closed the connection without answering")
+        version, _, rest = line.decode("latin-1").partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise http.client.BadStatusLine(line[:80].decode("latin-1", "replace").strip())
+        headers: dict[str, str] = {}
+        while True:
+            line = _read_line(reader)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise http.client.IncompleteRead(b"")
+            if len(headers) >= MAX_HEADERS:
+                raise http.client.HTTPException(f"more than {MAX_HEADERS} headers")
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(code)
+        if status < 200 and status != 101:
+            continue  # 100 Continue and the like: the real answer follows
+        connection = headers.get("connection", "").lower()
+        will_close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        return status, headers, will_close
+
+
+def _read_body(reader: BinaryIO, status: int, headers: Mapping[str, str], will_close: bool) -> tuple[bytes, bool]:
+    """The whole body: chunked, by Content-Length, or up to the end of the connection."""
+    if status in (204, 304):
+        return b"", will_close
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size_line = _read_line(reader)
+            try:
+                size = int(size_line.split(b";", 1)[0], 16)
+            except ValueError:
+                raise http.client.IncompleteRead(b"".join(chunks)) from None
+            if size == 0:
+                while _read_line(reader) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks), will_close
+            chunks.append(_read_exactly(reader, size))
+            _read_line(reader)  # the CRLF after the chunk
+    length = headers.get("content-length")
+    if length is not None:
+        return _read_exactly(reader, int(length)), will_close
+    return reader.read(), True
+
+
+def _read_exactly(reader: BinaryIO, size: int) -> bytes:
+    data = reader.read(size)
+    if len(data) < size:
+        raise http.client.IncompleteRead(data, size - len(data))
+    return data
+
+
+def _read_line(reader: BinaryIO) -> bytes:
+    line = reader.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES:
+        raise http.client.LineTooLong("status or header line")
+    return line
 
 
 def _closed_while_idle(error: BaseException) -> bool:
