@@ -34,22 +34,15 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
-from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.concurrent_reader import ConcurrentProfileReader
+from source_segment_profile.errors import ReaderProcessFailed
 
 Result = TypeVar("Result")
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-class ReaderProcessFailed(AirbyteTracedException):
-    """The child died or failed in a way that is not one of the connector's typed errors."""
-
-    def __init__(self, message: str):
-        super().__init__(message=message, internal_message=message, failure_type=FailureType.system_error)
 
 
 class ChildProcessProfileReader(Generic[Result]):

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
+from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 import orjson
@@ -56,29 +56,54 @@ def load_schema(stream_name: str) -> Mapping[str, Any]:
     raise FileNotFoundError(f"no schema for stream {stream_name}")
 
 
+# A profile's records cross from the reader process in encoded chunks of this many, decoded one
+# chunk at a time as they are emitted: a heavy profile (thousands of events) then never stands in
+# the emitting process's memory all decoded at once.
+RECORDS_PER_CHUNK = 200
+
+
 @dataclass(frozen=True)
 class ProfileResult:
     """Everything one profile contributed to a stream, read completely."""
 
     external_id: str
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]
     pages: int
     found: bool
     newest_cursor: Optional[str] = None  # incremental streams: the newest cursor value among the records
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """How a result crosses from the reader process: records as orjson, which writes them ~4x
-        faster than pickle and reads them back as fast. Integers beyond 64 bits, which orjson
+        """How a result crosses from the reader process: records as orjson chunks, which orjson
+        writes ~4x faster than pickle and reads back as fast. Integers beyond 64 bits, which orjson
         cannot write, take pickle."""
         fields = (self.external_id, self.records, self.pages, self.found, self.newest_cursor)
         try:
-            return _result_with_json_records, (orjson.dumps(self.records), *fields[2:], self.external_id)
+            chunks = [orjson.dumps(self.records[first : first + RECORDS_PER_CHUNK]) for first in range(0, len(self.records), RECORDS_PER_CHUNK)]
         except TypeError:
             return ProfileResult, fields
+        return _result_with_encoded_records, (EncodedRecords(chunks, len(self.records)), *fields[2:], self.external_id)
 
 
-def _result_with_json_records(records: bytes, pages: int, found: bool, newest_cursor: Optional[str], external_id: str) -> ProfileResult:
-    return ProfileResult(external_id, orjson.loads(records), pages, found, newest_cursor)
+def _result_with_encoded_records(records: EncodedRecords, pages: int, found: bool, newest_cursor: Optional[str], external_id: str) -> ProfileResult:
+    return ProfileResult(external_id, records, pages, found, newest_cursor)
+
+
+class EncodedRecords(Sequence[dict[str, Any]]):
+    """A profile's records as orjson chunks, decoded a chunk at a time when iterated."""
+
+    def __init__(self, chunks: list[bytes], count: int):
+        self._chunks = chunks
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for chunk in self._chunks:
+            yield from orjson.loads(chunk)
+
+    def __getitem__(self, index: Any) -> Any:
+        return list(self)[index]
 
 
 class ProfileStream(HttpStream, ABC):
@@ -371,9 +396,8 @@ class UserEvents(DataListStream):
     def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
         self._cursors: dict[str, str] = {}
         self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
-        self._lower_bounds: dict[str, Optional[datetime]] = {}
+        self._lower_bounds: dict[str, datetime] = {}
         super().__init__(config, client)
-        self._state_keys = {external_id: profile_state_key(external_id) for external_id in self.external_ids}
 
     @property
     def state(self) -> MutableMapping[str, Any]:
@@ -383,20 +407,22 @@ class UserEvents(DataListStream):
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
-        configured = set(self._state_keys.values())
+        configured = {profile_state_key(external_id) for external_id in self.external_ids}
         # Only ids still configured: a profile removed from the config drops out of the state.
         self._cursors = {key: cursor for key, cursor in read_events_state(value, configured).items() if key in configured}
         self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
-        self._lower_bounds = {external_id: self._lower_bound(external_id, sync_mode) for external_id in self.external_ids}
+        # Only profiles that have one are held: memory per profile is what issue 6 keeps flat.
+        bounds = ((external_id, self._lower_bound(external_id, sync_mode)) for external_id in self.external_ids)
+        self._lower_bounds = {external_id: bound for external_id, bound in bounds if bound is not None}
         super()._start_reading(sync_mode)
 
     def _lower_bound(self, external_id: str, sync_mode: SyncMode) -> Optional[datetime]:
         bounds = [self._config.start_date] if self._config.start_date else []
-        cursor = self._cursors.get(self._state_keys[external_id])
-        if sync_mode == SyncMode.incremental and cursor:
+        cursor = self._cursors.get(profile_state_key(external_id)) if sync_mode == SyncMode.incremental else None
+        if cursor:
             # Re-read a lookback window: events can arrive late; the primary key dedups the overlap.
             bounds.append(parse_timestamp(cursor) - timedelta(seconds=self._config.events_lookback_seconds))
         return max(bounds, default=None)
@@ -434,7 +460,7 @@ class UserEvents(DataListStream):
     def profile_completed(self, result: ProfileResult) -> None:
         if result.newest_cursor is None:
             return
-        key = self._state_keys[result.external_id]
+        key = profile_state_key(result.external_id)
         current = self._cursors.get(key)
         if current is None or timestamp_order(result.newest_cursor) > timestamp_order(current):
             self._cursors[key] = result.newest_cursor

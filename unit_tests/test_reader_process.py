@@ -19,9 +19,9 @@ from airbyte_cdk.models import FailureType, Level, SyncMode
 import source_segment_profile.streams as streams_module
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import parse_config
-from source_segment_profile.errors import CredentialsRejected
+from source_segment_profile.errors import CredentialsRejected, ReaderProcessFailed
 from source_segment_profile.rate_budget import RateBudget
-from source_segment_profile.reader_process import ChildProcessProfileReader, ReaderProcessFailed
+from source_segment_profile.reader_process import ChildProcessProfileReader
 from unit_tests.builders import Reply, config, event, events_page, metadata_body, page_of
 from unit_tests.conftest import run_main, run_read
 from unit_tests.local_server import LocalProfileServer
