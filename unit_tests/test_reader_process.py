@@ -183,3 +183,22 @@ def test_the_command_line_writes_only_protocol_messages_once_each(tmp_path):
     logs = [message["log"]["message"] for message in messages if message["type"] == "LOG"]
     assert len([line for line in logs if line.startswith("Summary user_external_ids")]) == 1
     assert len([line for line in logs if "Skipping profile" in line]) == 2  # one per stream, each once
+
+
+@pytest.mark.parametrize("big_number", [None, 2**70])
+def test_a_heavy_profile_crosses_whole_and_exact_in_chunks_or_by_pickle(big_number):
+    """450 events cross as three orjson chunks; an integer beyond 64 bits makes them take pickle."""
+    events = [event(f"m{n:03d}", f"2026-11-20T10:{n // 60:02d}:{n % 60:02d}.000Z", amount=n) for n in range(450)]
+    if big_number is not None:
+        events[-1]["properties"]["total_micros"] = big_number
+    server = LocalProfileServer()
+    server.replies("user_events", "user_id:h1", events_page(events))
+
+    with server.running():
+        result = run_read(config(api_base_url=server.url, user_external_ids=["user_id:h1"]), ["user_events"])
+
+    records = result.records()
+    assert [record["messageId"] for record in records] == [f"m{n:03d}" for n in range(450)]
+    assert [record["amount"] for record in records] == list(range(450))
+    if big_number is not None:
+        assert records[-1]["properties"]["total_micros"] == big_number
