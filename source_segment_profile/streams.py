@@ -74,7 +74,7 @@ class ProfileResult:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """How a result crosses from the reader process: records as orjson chunks, which orjson
-        writes ~4x faster than pickle and reads back as fast. Integers beyond 64 bits, which orjson
+        writes ~3.5x faster than pickle (0.37 against 1.29 us a record) and reads back as fast. Integers beyond 64 bits, which orjson
         cannot write, take pickle."""
         fields = (self.external_id, self.records, self.pages, self.found, self.newest_cursor)
         try:
@@ -414,7 +414,7 @@ class UserEvents(DataListStream):
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
-        # Only profiles that have one are held: memory per profile is what issue 6 keeps flat.
+        # Only profiles that have one are held, so that memory does not grow with profiles that have none.
         bounds = ((external_id, self._lower_bound(external_id, sync_mode)) for external_id in self.external_ids)
         self._lower_bounds = {external_id: bound for external_id, bound in bounds if bound is not None}
         super()._start_reading(sync_mode)

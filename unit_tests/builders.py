@@ -337,3 +337,10 @@ class FakeTransport:
 
     def get(self, url: str) -> RawResponse:
         return self._api._answer(url, self.headers, (self.connect_timeout, self.read_timeout))
+
+
+def paged_answer(stream: str, profile: str, pages: int) -> Callable[[Any], "Reply"]:
+    """A handler serving `pages` pages of `page_of` for one profile, by the `next` each page gives."""
+    bodies = [page_of(stream, n, next=f"{profile}/p{n + 1}" if n < pages else "", profile=profile) for n in range(1, pages + 1)]
+    by_token = {None: bodies[0], **{f"{profile}/p{n}": bodies[n - 1] for n in range(2, pages + 1)}}
+    return lambda request: by_token.get(request.param("next"), Reply.error(400))

@@ -10,7 +10,7 @@ import time
 import pytest
 from airbyte_cdk.models import SyncMode
 
-from unit_tests.builders import Reply, config, page_of
+from unit_tests.builders import Reply, config, paged_answer
 from unit_tests.conftest import run_read
 from unit_tests.local_server import LocalProfileServer
 
@@ -38,12 +38,6 @@ class InFlight:
                     self.now -= 1
 
         return wrapped
-
-
-def paged_answer(stream: str, profile: str, pages: int):
-    bodies = [page_of(stream, n, next=f"{profile}/p{n + 1}" if n < pages else "", profile=profile) for n in range(1, pages + 1)]
-    by_token = {None: bodies[0], **{f"{profile}/p{n}": bodies[n - 1] for n in range(2, pages + 1)}}
-    return lambda request: by_token.get(request.param("next"), Reply.error(400))
 
 
 def assert_each_profile_contiguous(external_ids: list[str]) -> None:

@@ -22,24 +22,18 @@ from source_segment_profile.config import parse_config
 from source_segment_profile.errors import CredentialsRejected, ReaderProcessFailed
 from source_segment_profile.rate_budget import RateBudget
 from source_segment_profile.reader_process import ChildProcessProfileReader
-from unit_tests.builders import Reply, config, event, events_page, metadata_body, page_of
+from unit_tests.builders import Reply, config, event, events_page, metadata_body, paged_answer
 from unit_tests.conftest import run_main, run_read
 from unit_tests.local_server import LocalProfileServer
 
 pytestmark = pytest.mark.skipif(not streams_module.READER_IN_CHILD_PROCESS, reason="the child process reader ships on Linux only")
 
 
-def paged(stream: str, profile: str, pages: int):
-    bodies = [page_of(stream, n, next=f"{profile}/p{n + 1}" if n < pages else "", profile=profile) for n in range(1, pages + 1)]
-    by_token = {None: bodies[0], **{f"{profile}/p{n}": bodies[n - 1] for n in range(2, pages + 1)}}
-    return lambda request: by_token.get(request.param("next"), Reply.error(400))
-
-
 def test_every_page_of_every_profile_arrives_once_with_logs_and_counts_from_the_child():
     ids = [f"user_id:c{n:02d}" for n in range(30)]
     server = LocalProfileServer()
     for profile in ids:
-        server.handler("user_events", profile, paged("user_events", profile, pages=3))
+        server.handler("user_events", profile, paged_answer("user_events", profile, pages=3))
     server.replies("user_events", "user_id:gone", Reply.error(404))
 
     with server.running():
@@ -61,7 +55,7 @@ def test_a_typed_error_in_the_child_is_raised_in_the_parent_with_its_type_and_me
     ids = [f"user_id:f{n:02d}" for n in range(8)]
     server = LocalProfileServer()
     for profile in ids:
-        server.handler("user_events", profile, paged("user_events", profile, pages=1))
+        server.handler("user_events", profile, paged_answer("user_events", profile, pages=1))
     server.replies("user_events", "user_id:f03", Reply.error(401))
 
     with server.running():
@@ -161,7 +155,7 @@ def test_the_command_line_writes_only_protocol_messages_once_each(tmp_path):
     server = LocalProfileServer()
     ids = [f"user_id:o{n:02d}" for n in range(12)]
     for profile in ids:
-        server.handler("user_external_ids", profile, paged("user_external_ids", profile, pages=2))
+        server.handler("user_external_ids", profile, paged_answer("user_external_ids", profile, pages=2))
     server.replies("user_external_ids", "user_id:gone", Reply.error(404))
     catalog = {"streams": [{"stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
                             "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"} for name in ("user_external_ids", "user_metadata")]}
