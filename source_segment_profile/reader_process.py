@@ -4,7 +4,7 @@ Python runs one thread at a time. The thread that hands records to the CDK is th
 bottleneck, and with readers on threads of the same process every request, page decode and
 thread switch took the interpreter lock from it: user_events ran at 0.27 of the rate the CDK
 alone reaches (benchmarks/run.py). In a child process the readers have an interpreter of their
-own; the parent only unpickles finished profiles (about what decoding the JSON costs) and emits.
+own; the parent only decodes finished profiles' records (orjson, 200 at a time) and emits them.
 
 The child is a fork of this process at the moment a stream starts reading: it already holds the
 stream, its config and the request budget, so nothing has to be sent to it. It runs the same
