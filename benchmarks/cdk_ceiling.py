@@ -2,7 +2,7 @@
 
     python -m benchmarks.cdk_ceiling read --config records.json --catalog catalog.json
 
-`records.json` is `{"records_file": "<the connector's RECORD lines>"}`; the stream yields those records
+`records.json` is `{"records_file": "<the connector's output>"}`; the stream yields its RECORD lines' records
 through the same entrypoint, message serialisation and stdout path as the connector.
 """
 
@@ -22,8 +22,8 @@ class PrerecordedEvents(Stream):
 
     def __init__(self, records_file: str):
         # The connector's RECORD messages, as it printed them: decoded before the read starts.
-        with open(records_file) as lines:
-            self._records = [json.loads(line)["record"]["data"] for line in lines]
+        with open(records_file, "rb") as lines:
+            self._records = [json.loads(line)["record"]["data"] for line in lines if line.startswith(b'{"type":"RECORD"')]
 
     def read_records(self, *args: Any, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
         yield from self._records

@@ -106,39 +106,93 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+RECORD_LINE = b'{"type":"RECORD"'
+STATE_LINE = b'{"type":"STATE"'
+READ_BLOCK = 1 << 20
+
+
+class OutputTally:
+    """What the benchmark needs of a connector's stdout, read a block at a time.
+
+    This process shares the 2 cores with the connector, its reader process and the emulator, so
+    it does next to nothing per record: it counts record lines with bytes.count over whole blocks
+    (a message is one line, so a record starts right after a newline), keeps the first and last
+    record line for their emitted_at, and decodes only user_events STATE lines (a few per stream).
+    Reading line by line cost ~1 us of CPU per record, a tenth of what the CDK itself spends.
+    """
+
+    def __init__(self, records_out: Path | None = None):
+        self.records = 0
+        self.first_record: bytes | None = None
+        self.last_record: bytes | None = None
+        self.events_state_bytes = 0
+        self._sink = open(records_out, "wb") if records_out else None
+        self._carry = b""
+
+    def feed(self, block: bytes) -> None:
+        """Takes the next block of output; a line cut at the block's end waits for the rest."""
+        text = self._carry + block
+        end = text.rfind(b"\n") + 1
+        self._carry = text[end:]
+        if end:
+            self._complete_lines(text[:end])
+
+    def close(self) -> None:
+        if self._carry:
+            self._complete_lines(self._carry + b"\n")
+            self._carry = b""
+        if self._sink:
+            self._sink.close()
+
+    def _complete_lines(self, lines: bytes) -> None:
+        # Every message starts a line: look for the marker after a newline (and at the very start).
+        framed = b"\n" + lines
+        count = framed.count(b"\n" + RECORD_LINE)
+        if not count:
+            self._read_states(framed)
+            return
+        self.records += count
+        if self.first_record is None:
+            self.first_record = _line_at(framed, framed.find(b"\n" + RECORD_LINE) + 1)
+        self.last_record = _line_at(framed, framed.rfind(b"\n" + RECORD_LINE) + 1)
+        if self._sink:
+            self._sink.write(lines)  # the ceiling source keeps only the RECORD lines
+        self._read_states(framed)
+
+    def _read_states(self, framed: bytes) -> None:
+        at = framed.find(b"\n" + STATE_LINE)
+        while at != -1:
+            line = _line_at(framed, at + 1)
+            if b'"user_events"' in line:
+                self.events_state_bytes = len(json.dumps(json.loads(line)["state"]["stream"]["stream_state"]))
+            at = framed.find(b"\n" + STATE_LINE, at + 1)
+
+
+def _line_at(text: bytes, start: int) -> bytes:
+    return text[start : text.index(b"\n", start)]
+
+
 def _run_and_count(command: list[str], records_out: Path | None = None) -> dict:
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     peak_rss = PeakRss(process.pid)
-    records, first_record, last_record, state_bytes = 0, None, None, 0
-    sink = open(records_out, "wb") if records_out else None
-    # Kept cheap: this process shares the 2 cores with the connector and the emulator, so it
-    # counts record lines and reads emitted_at of the first and last only; the ceiling source
-    # decodes the saved lines itself, untimed.
-    for line in process.stdout:
-        if line.startswith(b'{"type":"RECORD"'):
-            records += 1
-            first_record = first_record or line
-            last_record = line
-            if sink:
-                sink.write(line)
-        elif line.startswith(b'{"type":"STATE"') and b'"user_events"' in line:
-            state_bytes = len(json.dumps(json.loads(line)["state"]["stream"]["stream_state"]))
-    first_emit, last_emit = (_emitted_at(line) if line else None for line in (first_record, last_record))
+    tally = OutputTally(records_out)
+    while block := process.stdout.read(READ_BLOCK):
+        tally.feed(block)
+    tally.close()
     status = process.wait()
-    if sink:
-        sink.close()
     if status != 0:
         raise SystemExit(f"{command[0]} exited with status {status}")
+    first_emit, last_emit = (_emitted_at(line) if line else None for line in (tally.first_record, tally.last_record))
     span = ((last_emit or 0) - (first_emit or 0)) / 1000
     return {
-        "records": records,
+        "records": tally.records,
         "seconds": time.monotonic() - started,
         "record_span_seconds": span,
         "peak_rss_mib": peak_rss.mib(),
         "peak_rss_parent_mib": peak_rss.parent_kib / 1024,
         "peak_rss_reader_mib": peak_rss.child_kib / 1024,
-        "events_state_bytes": state_bytes,
+        "events_state_bytes": tally.events_state_bytes,
     }
 
 
