@@ -5,6 +5,7 @@ API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/se
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -206,6 +207,9 @@ class ProfileStream(HttpStream, ABC):
             self.profile_completed(result)
             self._progress.profile_done(len(result.records), result.pages, result.found, result.external_id)
         if stream_slice["first_profile"] + stream_slice["profile_count"] >= len(self.external_ids):
+            # Run the reader to its end rather than drop it: a reader process then hands back the
+            # budget's state (a rate-limit pause carries over to the next stream) and exits by itself.
+            collections.deque(self._profile_results, maxlen=0)
             self._progress.summary()
             self._profile_results = None
 

@@ -196,3 +196,35 @@ def test_a_heavy_profile_crosses_whole_and_exact_in_chunks_or_by_pickle(big_numb
     assert [record["amount"] for record in records] == list(range(450))
     if big_number is not None:
         assert records[-1]["properties"]["total_micros"] == big_number
+
+
+def test_the_budget_paces_requests_across_streams_each_read_in_its_own_child():
+    """Each stream forks its own reader; the budget's state comes back from each, so the next
+    stream's first request still waits for its slot. (The stream once dropped its reader before
+    the end message, so the child was killed and the next stream started from a stale budget.)"""
+    arrivals: list[float] = []
+
+    def timed(answer):
+        def wrapped(request):
+            arrivals.append(time.monotonic())
+            return answer(request)
+
+        return wrapped
+
+    ids = [f"user_id:p{n}" for n in range(3)]
+    server = LocalProfileServer()
+    for profile in ids:
+        for stream in ("user_external_ids", "user_links", "user_metadata"):
+            server.handler(stream, profile, timed(paged_answer(stream, profile, pages=1) if stream != "user_metadata" else lambda request: metadata_body()))
+    interval = 0.2
+
+    with server.running():
+        result = run_read(
+            config(user_external_ids=ids, api_base_url=server.url, requests_per_second=1 / interval, max_concurrency=2),
+            ["user_external_ids", "user_links", "user_metadata"],
+        )
+
+    assert result.errors() == [] and len(result.records()) == 9
+    assert len(arrivals) == 9
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    assert min(gaps) >= interval * 0.8, [round(gap, 3) for gap in gaps]
