@@ -10,6 +10,7 @@ import time
 import pytest
 from airbyte_cdk.models import SyncMode
 
+from source_segment_profile.concurrent_reader import FEWEST_AT_ONCE, READ_AHEAD_PER_WORKER, ConcurrencyLimit, ConcurrentProfileReader
 from unit_tests.builders import Reply, config, paged_answer
 from unit_tests.conftest import run_read
 from unit_tests.local_server import LocalProfileServer
@@ -137,3 +138,70 @@ def test_a_failing_profile_stops_the_stream_without_hanging(api):
     assert "user_id:f05" not in emitted
     # Whatever was emitted before the failure is whole: both pages of each profile.
     assert all(emitted.count(profile) == 2 for profile in set(emitted))
+
+
+def finish_a_round(limit: ConcurrencyLimit, consumer_waited: bool) -> int:
+    """Takes one round of results (as many as the limit); returns the limit after it."""
+    if consumer_waited:
+        limit.consumer_waited()
+    for _ in range(limit.value):
+        limit.result_taken()
+    return limit.value
+
+
+def test_the_limit_doubles_after_a_round_the_consumer_waited_and_steps_down_after_one_it_did_not():
+    limit = ConcurrencyLimit(most=16)
+
+    assert [finish_a_round(limit, consumer_waited=False) for _ in range(16)] == [15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 2, 2]
+    assert [finish_a_round(limit, consumer_waited=True) for _ in range(5)] == [4, 8, 16, 16, 16]
+    assert finish_a_round(ConcurrencyLimit(most=1), consumer_waited=False) == 1
+
+
+class Lead:
+    """How far the reader has started ahead of its consumer, sampled at each profile's start."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.leads: list[int] = []
+        self.running = 0
+        self.most_running: list[int] = []
+        self._lock = threading.Lock()
+
+    def read(self, pause: float):
+        def read_profile(external_id: str, stopping: threading.Event) -> str:
+            with self._lock:
+                self.leads.append(int(external_id) - self.taken)
+                self.running += 1
+                self.most_running.append(self.running)
+            time.sleep(pause)
+            with self._lock:
+                self.running -= 1
+            return external_id
+
+        return read_profile
+
+
+def test_a_consumer_slower_than_the_readers_lets_the_reader_step_down_to_a_few_profiles_at_once():
+    lead = Lead()
+    reader = ConcurrentProfileReader(lead.read(pause=0), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
+    seen = []
+    for result in reader.results([str(n) for n in range(400)]):
+        seen.append(result)
+        lead.taken += 1
+        time.sleep(0.0005)  # the consumer writes records out: slower than a profile read here
+
+    assert sorted(seen, key=int) == [str(n) for n in range(400)]
+    assert max(lead.leads[:20]) >= 8  # it starts wide: 8 workers, 16 profiles ahead
+    assert max(lead.leads[-100:]) <= FEWEST_AT_ONCE * READ_AHEAD_PER_WORKER + 1
+
+
+def test_readers_slower_than_the_consumer_keep_every_worker_busy():
+    lead = Lead()
+    reader = ConcurrentProfileReader(lead.read(pause=0.01), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
+    seen = []
+    for result in reader.results([str(n) for n in range(200)]):
+        seen.append(result)
+        lead.taken += 1
+
+    assert sorted(seen, key=int) == [str(n) for n in range(200)]
+    assert max(lead.most_running[-60:]) == 8  # the API's latency: all eight stay in flight to the end
