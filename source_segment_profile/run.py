@@ -54,6 +54,28 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+# What Linux lets an unprivileged process ask for (/proc/sys/fs/pipe-max-size's default).
+STDOUT_PIPE_BYTES = 1 << 20
+
+
+def enlarge_stdout_pipe(size: int = STDOUT_PIPE_BYTES) -> None:
+    """Gives stdout a 1 MiB pipe buffer instead of 64 KiB, when stdout is a pipe.
+
+    The CDK writes the buffered messages of each 100 ms at once: ~3 MB at 40,000 records/s. With
+    64 KiB in the pipe, the connector then stands blocked until the platform's reader has taken all
+    but 64 KiB of it, and on a busy machine that reader waits its turn for a core. Measured on two
+    cores (emulator, reader process, connector and benchmark reader): blocked in those writes 0.75
+    of ~3 s before, 0.2 after; user_events 35k -> 44k records/s. Not a pipe, or not Linux: no-op.
+    """
+    try:
+        import fcntl
+
+        fcntl.fcntl(sys.stdout.fileno(), fcntl.F_SETPIPE_SZ, size)
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass  # a file, a terminal, a socket, or a limit below 1 MiB: the default buffer stays
+
+
 def run() -> None:
     limit_malloc_arenas()
+    enlarge_stdout_pipe()
     launch(SourceSegmentProfile(), sys.argv[1:])

@@ -1,0 +1,43 @@
+"""The connector process's own setup before the CDK runs (source_segment_profile/run.py)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from source_segment_profile.run import STDOUT_PIPE_BYTES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pipe_max_size() -> int:
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(pipe_max_size() < STDOUT_PIPE_BYTES, reason="needs Linux pipes that may grow to 1 MiB")
+def test_the_connector_gives_its_stdout_pipe_a_1_mib_buffer():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "spec"], stdout=subprocess.PIPE, env=env)
+    assert fcntl.fcntl(process.stdout.fileno(), fcntl.F_GETPIPE_SZ) == 65536  # the kernel's default
+    output = process.stdout.read()
+    assert process.wait() == 0 and b'"type":"SPEC"' in output
+
+    assert fcntl.fcntl(process.stdout.fileno(), fcntl.F_GETPIPE_SZ) == STDOUT_PIPE_BYTES
+    process.stdout.close()
+
+
+def test_stdout_that_is_not_a_pipe_is_left_alone(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(tmp_path / "out.jsonl", "wb") as out:
+        finished = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "spec"], stdout=out, stderr=subprocess.PIPE, env=env)
+
+    assert finished.returncode == 0 and finished.stderr == b""
+    assert b'"type":"SPEC"' in (tmp_path / "out.jsonl").read_bytes()
