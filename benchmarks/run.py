@@ -7,9 +7,9 @@
    and the whole set would take ~10 minutes).
 2. Throughput: with no latency and no limit, records/s of user_events through the connector vs.
    the CDK's ceiling (benchmarks/cdk_ceiling.py yielding the same records without HTTP), both
-   measured between the first and last record's emitted_at; --repeats pairs, the median reported.
+   measured between the first and last record's emitted_at; --events-repeats pairs, the median reported.
 3. Memory: peak RSS of the connector process and its reader process reading all seven streams
-   for 1,000 and 10,000 users; --repeats pairs, the median ratio reported.
+   for 1,000 and 10,000 users; --rss-repeats pairs, the median ratio reported.
 """
 
 from __future__ import annotations
@@ -280,16 +280,17 @@ def main() -> int:
     parser.add_argument("--baseline-share", type=int, default=10, help="the baseline reads 1/N of the profiles")
     parser.add_argument("--events-users", type=int, default=2000)
     parser.add_argument("--rss-users", type=int, nargs=2, default=[1000, 10000])
-    parser.add_argument("--repeats", type=int, default=3, help="pairs of runs for the throughput and memory ratios (the median is reported)")
+    parser.add_argument("--events-repeats", type=int, default=5, help="pairs of runs for the throughput ratio (the median is reported)")
+    parser.add_argument("--rss-repeats", type=int, default=3, help="pairs of runs for the memory ratio (the median is reported)")
     args = parser.parse_args()
     OUTPUT.mkdir(exist_ok=True)
 
     print("1/3 budget use (100 ms +-50% latency, 100 requests/s limit)...", flush=True)
     budget = budget_use(args.users, args.accounts, args.baseline_share)
     print("2/3 user_events records/s vs the CDK ceiling (no latency, no limit)...", flush=True)
-    events = events_vs_ceiling(args.events_users, args.repeats)
+    events = events_vs_ceiling(args.events_users, args.events_repeats)
     print("3/3 peak RSS...", flush=True)
-    small, large, rss_ratios = peak_rss_pairs(*args.rss_users, args.repeats)
+    small, large, rss_ratios = peak_rss_pairs(*args.rss_users, args.rss_repeats)
 
     rows = [
         ("Budget used, full refresh of 7 streams, "
