@@ -12,8 +12,9 @@ stream, its config and the request budget, so nothing has to be sent to it. It r
 
     ("result", ProfileResult, counters)   one profile read completely, and the request counts so far
     ("log", logger name, level, message)  what its loggers said (the parent's handlers write stdout)
+    ("budget", budget state, counters)    once the reading ended, well or not
     ("failed", exception)                 the error that ended the reading
-    ("done", budget state, counters)      every profile was sent
+    ("done",)                             every profile was sent
 
 The child never writes to stdout (the protocol channel) and leaves with os._exit, so it cannot
 flush output it inherited from the parent. It dies with the parent (PR_SET_PDEATHSIG) and is
@@ -85,9 +86,14 @@ class ChildProcessProfileReader(Generic[Result]):
     def _read_in_child(self, send: Callable[[tuple], None], external_ids: Iterable[str]) -> None:
         reader = ConcurrentProfileReader(self._read_profile, self._max_workers, on_idle=lambda: None, idle_seconds=self._idle_seconds)
         counters = self._client.counters
-        for result in reader.results(external_ids):
-            send(("result", result, counters.snapshot()))
-        send(("done", self._client.budget.snapshot(), counters.snapshot()))
+        try:
+            for result in reader.results(external_ids):
+                send(("result", result, counters.snapshot()))
+        finally:
+            # On a failure too: the CDK goes on with the next stream, which must start from this
+            # budget (a running 429 pause included), not from the one the child was forked with.
+            send(("budget", self._client.budget.snapshot(), counters.snapshot()))
+        send(("done",))
 
     def _receive(self, connection: Connection) -> Iterator[Result]:
         while True:
@@ -107,11 +113,12 @@ class ChildProcessProfileReader(Generic[Result]):
                 yield message[1]
             elif kind == "log":
                 logging.getLogger(message[1]).log(message[2], message[3])
+            elif kind == "budget":
+                self._client.budget.restore(message[1])
+                self._client.counters.restore(message[2])
             elif kind == "failed":
                 raise message[1]
             elif kind == "done":
-                self._client.budget.restore(message[1])
-                self._client.counters.restore(message[2])
                 return
 
 

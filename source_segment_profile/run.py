@@ -70,7 +70,9 @@ def enlarge_stdout_pipe(size: int = STDOUT_PIPE_BYTES) -> None:
     try:
         import fcntl
 
-        fcntl.fcntl(sys.stdout.fileno(), fcntl.F_SETPIPE_SZ, size)
+        stdout = sys.stdout.fileno()
+        if fcntl.fcntl(stdout, fcntl.F_GETPIPE_SZ) < size:  # never shrink a pipe the platform made bigger
+            fcntl.fcntl(stdout, fcntl.F_SETPIPE_SZ, size)
     except (ImportError, AttributeError, OSError, ValueError):
         pass  # a file, a terminal, a socket, or a limit below 1 MiB: the default buffer stays
 

@@ -5,7 +5,6 @@ API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/se
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import hashlib
@@ -209,7 +208,8 @@ class ProfileStream(HttpStream, ABC):
         if stream_slice["first_profile"] + stream_slice["profile_count"] >= len(self.external_ids):
             # Run the reader to its end rather than drop it: a reader process then hands back the
             # budget's state (a rate-limit pause carries over to the next stream) and exits by itself.
-            collections.deque(self._profile_results, maxlen=0)
+            if next(self._profile_results, None) is not None:
+                raise RuntimeError(f"the {self.name} reader returned more profiles than were configured")
             self._progress.summary()
             self._profile_results = None
 

@@ -150,6 +150,23 @@ def test_the_budget_and_counters_come_back_so_the_next_stream_goes_on_from_them(
     assert client.counters.get("user_traits", "requests") == 25
 
 
+def test_the_budget_and_counters_come_back_when_the_reading_fails_too():
+    def read_profile(external_id: str, stopping: threading.Event) -> str:
+        client.budget.acquire()
+        client.counters.add("user_traits", "requests")
+        if external_id == "id-3":
+            raise CredentialsRejected("token refused")
+        return external_id
+
+    reader, client = reader_for(read_profile, workers=1)
+
+    with pytest.raises(CredentialsRejected):
+        list(reader.results([f"id-{n}" for n in range(10)]))
+    # The child read id-0..id-3 at least (one worker, in order); the parent's copies were at 0.
+    assert client.budget.requests_granted >= 4
+    assert client.counters.get("user_traits", "requests") == client.budget.requests_granted
+
+
 def test_the_command_line_writes_only_protocol_messages_once_each(tmp_path):
     """stdout is the protocol channel: nothing from the child, and no inherited output twice."""
     server = LocalProfileServer()
@@ -227,4 +244,5 @@ def test_the_budget_paces_requests_across_streams_each_read_in_its_own_child():
     assert result.errors() == [] and len(result.records()) == 9
     assert len(arrivals) == 9
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
-    assert min(gaps) >= interval * 0.8, [round(gap, 3) for gap in gaps]
+    # Half a slot: scheduling may delay one request, but the bug's 13 ms gaps stay far below.
+    assert min(gaps) >= interval / 2, [round(gap, 3) for gap in gaps]
