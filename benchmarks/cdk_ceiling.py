@@ -2,8 +2,9 @@
 
     python -m benchmarks.cdk_ceiling read --config records.json --catalog catalog.json
 
-`records.json` is `{"records_file": "<the connector's output>"}`; the stream yields its RECORD lines' records
-through the same entrypoint, message serialisation and stdout path as the connector.
+`records.json` is `{"connector_output": "<a file of the connector's output>"}`; the stream yields
+the records of its RECORD lines through the CDK's entrypoint, message serialisation and stdout
+path, in a process set up as the connector's (malloc arenas, 1 MiB stdout pipe).
 """
 
 import json
@@ -15,14 +16,16 @@ from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 
+from source_segment_profile.run import enlarge_stdout_pipe, limit_malloc_arenas
+
 
 class PrerecordedEvents(Stream):
     name = "user_events"
     primary_key = ["external_id", "messageId"]
 
-    def __init__(self, records_file: str):
+    def __init__(self, connector_output: str):
         # The connector's RECORD messages, as it printed them: decoded before the read starts.
-        with open(records_file, "rb") as lines:
+        with open(connector_output, "rb") as lines:
             self._records = [json.loads(line)["record"]["data"] for line in lines if line.startswith(b'{"type":"RECORD"')]
 
     def read_records(self, *args: Any, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
@@ -40,8 +43,11 @@ class CeilingSource(AbstractSource):
         return True, None
 
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
-        return [PrerecordedEvents(config["records_file"])]
+        return [PrerecordedEvents(config["connector_output"])]
 
 
 if __name__ == "__main__":
+    # The same process setup as the connector's run(): the ceiling gets the 1 MiB stdout pipe too.
+    limit_malloc_arenas()
+    enlarge_stdout_pipe()
     launch(CeilingSource(), sys.argv[1:])

@@ -42,12 +42,12 @@ def config_for(emulator: Any, truth: dict, **overrides: Any) -> dict:
     }
 
 
-def run_read(workdir: Path, config: dict, catalog: dict, records_out: Path | None = None) -> dict:
+def run_read(workdir: Path, config: dict, catalog: dict, output_file: Path | None = None) -> dict:
     """Runs the connector's read; returns records, wall seconds, emitted_at span and peak RSS (MiB)."""
     (workdir / "config.json").write_text(json.dumps(config))
     (workdir / "catalog.json").write_text(json.dumps(catalog))
     command = [*connector_command(), "read", "--config", str(workdir / "config.json"), "--catalog", str(workdir / "catalog.json")]
-    return _run_and_count(command, records_out)
+    return _run_and_count(command, output_file)
 
 
 def _emitted_at(record_line: bytes) -> int:
@@ -119,14 +119,15 @@ class OutputTally:
     (a message is one line, so a record starts right after a newline), keeps the first and last
     record line for their emitted_at, and decodes only user_events STATE lines (a few per stream).
     Reading line by line cost ~1 us of CPU per record, a tenth of what the CDK itself spends.
+    `output_file`, if given, receives the whole output (the ceiling source keeps its records).
     """
 
-    def __init__(self, records_out: Path | None = None):
+    def __init__(self, output_file: Path | None = None):
         self.records = 0
         self.first_record: bytes | None = None
         self.last_record: bytes | None = None
         self.events_state_bytes = 0
-        self._sink = open(records_out, "wb") if records_out else None
+        self._sink = open(output_file, "wb") if output_file else None
         self._carry = b""
 
     def feed(self, block: bytes) -> None:
@@ -145,21 +146,16 @@ class OutputTally:
             self._sink.close()
 
     def _complete_lines(self, lines: bytes) -> None:
+        if self._sink:
+            self._sink.write(lines)
         # Every message starts a line: look for the marker after a newline (and at the very start).
         framed = b"\n" + lines
         count = framed.count(b"\n" + RECORD_LINE)
-        if not count:
-            self._read_states(framed)
-            return
-        self.records += count
-        if self.first_record is None:
-            self.first_record = _line_at(framed, framed.find(b"\n" + RECORD_LINE) + 1)
-        self.last_record = _line_at(framed, framed.rfind(b"\n" + RECORD_LINE) + 1)
-        if self._sink:
-            self._sink.write(lines)  # the ceiling source keeps only the RECORD lines
-        self._read_states(framed)
-
-    def _read_states(self, framed: bytes) -> None:
+        if count:
+            self.records += count
+            if self.first_record is None:
+                self.first_record = _line_at(framed, framed.find(b"\n" + RECORD_LINE) + 1)
+            self.last_record = _line_at(framed, framed.rfind(b"\n" + RECORD_LINE) + 1)
         at = framed.find(b"\n" + STATE_LINE)
         while at != -1:
             line = _line_at(framed, at + 1)
@@ -172,11 +168,11 @@ def _line_at(text: bytes, start: int) -> bytes:
     return text[start : text.index(b"\n", start)]
 
 
-def _run_and_count(command: list[str], records_out: Path | None = None) -> dict:
+def _run_and_count(command: list[str], output_file: Path | None = None) -> dict:
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     peak_rss = PeakRss(process.pid)
-    tally = OutputTally(records_out)
+    tally = OutputTally(output_file)
     while block := process.stdout.read(READ_BLOCK):
         tally.feed(block)
     tally.close()
@@ -237,15 +233,15 @@ def events_vs_ceiling(users: int, repeats: int, **connector_options: Any) -> dic
     with running_emulator(users=users, accounts=1, latency_ms=0, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
         with tempfile.TemporaryDirectory() as workdir:
-            records_file = Path(workdir) / "events.jsonl"
+            output_file = Path(workdir) / "connector-output.jsonl"
             catalog = configured_catalog(("user_events",), incremental=False)
             # A first read warms the emulator (it generates a profile's events on first access), so
             # that the measured read is limited by the connector, not by the emulator.
             config = config_for(emulator, truth, requests_per_second=100000, **connector_options)
             run_read(Path(workdir), config, catalog)
-            (Path(workdir) / "ceiling.json").write_text(json.dumps({"records_file": str(records_file)}))
+            (Path(workdir) / "ceiling.json").write_text(json.dumps({"connector_output": str(output_file)}))
             for _ in range(repeats):
-                connector = run_read(Path(workdir), config, catalog, records_file)
+                connector = run_read(Path(workdir), config, catalog, output_file)
                 ceiling = _run_and_count([sys.executable, "-m", "benchmarks.cdk_ceiling", "read", "--config", str(Path(workdir) / "ceiling.json"), "--catalog", str(Path(workdir) / "catalog.json")])
                 assert ceiling["records"] == connector["records"]
                 connector_rate = connector["records"] / connector["record_span_seconds"]

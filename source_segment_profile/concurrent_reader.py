@@ -9,11 +9,12 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 Result = TypeVar("Result")
 
-# Profiles read ahead of the consumer per worker: enough to keep every worker busy while the
-# consumer writes records out, few enough that memory stays flat whatever the profile count.
+# Profiles held (reading, or read and not yet taken) per unit of the concurrency limit: enough to
+# keep the readers busy while the consumer writes records out, few enough that memory stays flat
+# whatever the profile count.
 READ_AHEAD_PER_WORKER = 2
-# The fewest profiles read at once once the consumer is the slower side: two, so that one
-# profile's request is on the wire while another's page is decoded.
+# The lowest the limit goes once the consumer is the slower side: two, so that one profile's
+# request can be on the wire while another's page is decoded (up to four profiles held).
 FEWEST_AT_ONCE = 2
 
 
@@ -22,11 +23,11 @@ class ConcurrencyLimit:
 
     Judged once per round of `value` results: if the consumer had to wait for one, the readers are
     the slower side (the API's latency, the budget) and the limit doubles; if it never waited, one
-    reader fewer would still keep up, and the limit steps down by one. Against a real API the
-    consumer always waits, so every worker runs. Against a fast one (a local emulator: no latency)
-    the limit settles at a few: more threads would only take turns at the interpreter lock, which
-    cost the reader process ~10% more CPU per record and the whole sync that much speed on two
-    cores (benchmarks/run.py, events vs the CDK ceiling).
+    reader fewer would still keep up, and the limit steps down by one. Against the emulator with
+    100 ms latency (benchmarks/run.py, budget use) the consumer waits all along and every worker
+    runs. Against one with no latency the limit settles at a few: more threads would only take
+    turns at the interpreter lock, which cost the reader process ~13% more CPU per record and the
+    sync ~12% of its records/s on two cores (benchmarks/run.py, events vs the CDK ceiling).
     """
 
     def __init__(self, most: int):

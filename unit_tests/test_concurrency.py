@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import statistics
 import threading
 import time
 
@@ -157,8 +158,8 @@ def test_the_limit_doubles_after_a_round_the_consumer_waited_and_steps_down_afte
     assert finish_a_round(ConcurrencyLimit(most=1), consumer_waited=False) == 1
 
 
-class Lead:
-    """How far the reader has started ahead of its consumer, sampled at each profile's start."""
+class ReadStarts:
+    """At each profile's start: how far ahead of its consumer the reader is, and how many run."""
 
     def __init__(self) -> None:
         self.taken = 0
@@ -182,26 +183,28 @@ class Lead:
 
 
 def test_a_consumer_slower_than_the_readers_lets_the_reader_step_down_to_a_few_profiles_at_once():
-    lead = Lead()
-    reader = ConcurrentProfileReader(lead.read(pause=0), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
+    starts = ReadStarts()
+    reader = ConcurrentProfileReader(starts.read(pause=0), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
     seen = []
     for result in reader.results([str(n) for n in range(400)]):
         seen.append(result)
-        lead.taken += 1
-        time.sleep(0.0005)  # the consumer writes records out: slower than a profile read here
+        starts.taken += 1
+        time.sleep(0.001)  # the consumer writes records out: slower than a profile read here
 
     assert sorted(seen, key=int) == [str(n) for n in range(400)]
-    assert max(lead.leads[:20]) >= 8  # it starts wide: 8 workers, 16 profiles ahead
-    assert max(lead.leads[-100:]) <= FEWEST_AT_ONCE * READ_AHEAD_PER_WORKER + 1
+    assert max(starts.leads[:20]) >= 8  # it starts wide: 8 workers, 16 profiles ahead
+    # Then it holds the fewest. The median, because on a loaded machine a reader thread that is
+    # not scheduled in time makes the consumer wait once, and the limit doubles for a round or two.
+    assert statistics.median(starts.leads[-100:]) < FEWEST_AT_ONCE * READ_AHEAD_PER_WORKER
 
 
 def test_readers_slower_than_the_consumer_keep_every_worker_busy():
-    lead = Lead()
-    reader = ConcurrentProfileReader(lead.read(pause=0.01), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
+    starts = ReadStarts()
+    reader = ConcurrentProfileReader(starts.read(pause=0.01), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
     seen = []
     for result in reader.results([str(n) for n in range(200)]):
         seen.append(result)
-        lead.taken += 1
+        starts.taken += 1
 
     assert sorted(seen, key=int) == [str(n) for n in range(200)]
-    assert max(lead.most_running[-60:]) == 8  # the API's latency: all eight stay in flight to the end
+    assert max(starts.most_running[-60:]) == 8  # the API's latency: all eight stay in flight to the end
