@@ -7,7 +7,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test bench schemas constraints clean
 
-$(INSTALLED): setup.py constraints.txt
+# The packages are installed as the image installs them (not editable), so a change to their
+# sources must reinstall them: else `make test` would run the integration tests, which call the
+# installed console script, against the code of the last install.
+PACKAGE_SOURCES := $(shell find source_segment_profile segment_profile_emulator segment_profile_warehouse schemas -type f \( -name '*.py' -o -name '*.json' \) 2>/dev/null)
+
+$(INSTALLED): setup.py constraints.txt $(PACKAGE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt ".[tests,warehouse]"
 	touch $(INSTALLED)
