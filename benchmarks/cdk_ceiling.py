@@ -4,7 +4,7 @@
 
 `records.json` is `{"connector_output": "<a file of the connector's output>"}`; the stream yields
 the records of its RECORD lines through the CDK's entrypoint, message serialisation and stdout
-path, in a process set up as the connector's (malloc arenas, 1 MiB stdout pipe).
+path, in a process set up as the connector's (source_segment_profile.run.prepare_process).
 """
 
 import json
@@ -16,7 +16,7 @@ from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 
-from source_segment_profile.run import enlarge_stdout_pipe, limit_malloc_arenas
+from source_segment_profile.run import prepare_process
 
 
 class PrerecordedEvents(Stream):
@@ -47,7 +47,6 @@ class CeilingSource(AbstractSource):
 
 
 if __name__ == "__main__":
-    # The same process setup as the connector's run(): the ceiling gets the 1 MiB stdout pipe too.
-    limit_malloc_arenas()
-    enlarge_stdout_pipe()
+    # The same process setup as the connector's run(): malloc arenas, stdout pipe, print buffer.
+    prepare_process()
     launch(CeilingSource(), sys.argv[1:])

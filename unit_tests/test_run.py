@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from airbyte_cdk.logger import PRINT_BUFFER
 
+import source_segment_profile.run as run_module
 from source_segment_profile.run import STDOUT_PIPE_BYTES
 from unit_tests.conftest import REPO_ROOT
 
@@ -40,3 +42,14 @@ def test_the_connector_still_runs_when_stdout_is_a_file(tmp_path):
 
     assert finished.returncode == 0
     assert b'"type":"SPEC"' in (tmp_path / "out.jsonl").read_bytes()
+
+
+def test_the_cdk_print_buffer_writes_out_every_20_ms(monkeypatch):
+    """At the CDK's 100 ms it held ~4 MB of messages at full speed (peak RSS, benchmarks/run.py)."""
+    monkeypatch.setattr(PRINT_BUFFER, "flush_interval", PRINT_BUFFER.flush_interval)  # restored after the test
+    monkeypatch.setattr(run_module, "enlarge_stdout_pipe", lambda: None)  # pytest's stdout is not ours to resize
+    monkeypatch.setattr(run_module, "limit_malloc_arenas", lambda: None)  # nor its malloc
+
+    run_module.prepare_process()
+
+    assert PRINT_BUFFER.flush_interval == run_module.PRINT_BUFFER_FLUSH_SECONDS == 0.02
