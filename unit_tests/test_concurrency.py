@@ -182,16 +182,24 @@ class ReadStarts:
         return read_profile
 
 
-def test_a_consumer_slower_than_the_readers_lets_the_reader_step_down_to_a_few_profiles_at_once():
-    starts = ReadStarts()
-    reader = ConcurrentProfileReader(starts.read(pause=0), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
+def read_all(starts: ReadStarts, profiles: int, read_pause: float, consumer_pause: float) -> list[str]:
+    """Reads `profiles` ids on 8 workers; the consumer takes `consumer_pause` per result."""
+    reader = ConcurrentProfileReader(starts.read(pause=read_pause), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
     seen = []
-    for result in reader.results([str(n) for n in range(400)]):
+    for result in reader.results([str(n) for n in range(profiles)]):
         seen.append(result)
         starts.taken += 1
-        time.sleep(0.001)  # the consumer writes records out: slower than a profile read here
+        time.sleep(consumer_pause)
+    assert sorted(seen, key=int) == [str(n) for n in range(profiles)]
+    return seen
 
-    assert sorted(seen, key=int) == [str(n) for n in range(400)]
+
+def test_a_consumer_slower_than_the_readers_lets_the_reader_step_down_to_a_few_profiles_at_once():
+    starts = ReadStarts()
+
+    # The consumer writes records out: slower than a profile read here.
+    read_all(starts, profiles=400, read_pause=0, consumer_pause=0.001)
+
     assert max(starts.leads[:20]) >= 8  # it starts wide: 8 workers, 16 profiles ahead
     # Then it holds the fewest. The median, because on a loaded machine a reader thread that is
     # not scheduled in time makes the consumer wait once, and the limit doubles for a round or two.
@@ -200,11 +208,7 @@ def test_a_consumer_slower_than_the_readers_lets_the_reader_step_down_to_a_few_p
 
 def test_readers_slower_than_the_consumer_keep_every_worker_busy():
     starts = ReadStarts()
-    reader = ConcurrentProfileReader(starts.read(pause=0.01), max_workers=8, on_idle=lambda: None, idle_seconds=1.0)
-    seen = []
-    for result in reader.results([str(n) for n in range(200)]):
-        seen.append(result)
-        starts.taken += 1
 
-    assert sorted(seen, key=int) == [str(n) for n in range(200)]
-    assert max(starts.most_running[-60:]) == 8  # the API's latency: all eight stay in flight to the end
+    read_all(starts, profiles=200, read_pause=0.01, consumer_pause=0)  # the API's latency: 10 ms a profile
+
+    assert max(starts.most_running[-60:]) == 8  # all eight stay in flight to the end
