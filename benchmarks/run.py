@@ -224,7 +224,7 @@ def budget_use(users: int, accounts: int, baseline_share: int) -> dict:
     }
 
 
-def events_vs_ceiling(users: int, repeats: int, **connector_options: Any) -> dict:
+def events_vs_ceiling(users: int, repeats: int) -> dict:
     """`repeats` pairs of (connector, ceiling) reads, each pair back to back; the pair with the
     median ratio is reported, and the range of all. This 2-core VM's speed drifts by a third
     from one minute to the next (the ceiling alone measured 58k to 96k records/s); a pair shares
@@ -237,7 +237,7 @@ def events_vs_ceiling(users: int, repeats: int, **connector_options: Any) -> dic
             catalog = configured_catalog(("user_events",), incremental=False)
             # A first read warms the emulator (it generates a profile's events on first access), so
             # that the measured read is limited by the connector, not by the emulator.
-            config = config_for(emulator, truth, requests_per_second=100000, **connector_options)
+            config = config_for(emulator, truth, requests_per_second=100000)
             run_read(Path(workdir), config, catalog)
             (Path(workdir) / "ceiling.json").write_text(json.dumps({"connector_output": str(output_file)}))
             for _ in range(repeats):
