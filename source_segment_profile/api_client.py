@@ -1,7 +1,7 @@
 """Sending one Profile API request: pacing, retries and the classification of every answer.
 
-This is the only place that talks HTTP. Streams ask for a page and get either a decoded JSON body
-or one of the typed errors of `errors.py`.
+This is the only place that talks HTTP (through one `requests.Session`). Streams ask for a page and
+get either a decoded JSON body or one of the typed errors of `errors.py`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional
-from urllib.parse import urlencode
+from urllib.parse import quote, urlsplit
 
 import orjson
+import requests
+from requests.adapters import HTTPAdapter
 
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import (
@@ -32,24 +35,32 @@ from source_segment_profile.errors import (
     body_excerpt,
     describe_request,
 )
-from source_segment_profile.http_transport import HttpTransport, RawResponse, TransportError
+from source_segment_profile.masking import mask_external_id
 from source_segment_profile.rate_budget import RateBudget
 
 # orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
 # traits hold such numbers. Those have 20+ digits, or 19 after a minus sign. The body's digits are
 # mapped to "0" and everything else but "-" to " " (bytes.translate, one C pass), and two substring
-# searches decide: ~10 us on a 16 KB page, where the regex \d{20} took ~160 us. A match inside a
-# string only costs the slower exact parser.
+# searches decide. A match inside a string only costs the slower exact parser.
 DIGITS_AS_ZEROS = bytes(b"0"[0] if chr(byte).isdigit() and byte < 128 else byte if byte == b"-"[0] else b" "[0] for byte in range(256))
 TWENTY_DIGITS = b"0" * 20
 NEGATIVE_NINETEEN_DIGITS = b"-" + b"0" * 19
+# A JSON text can only carry a lone UTF-16 surrogate as an escape, \uD800 to \uDFFF.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 CONNECT_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "source-segment-profile (Airbyte connector)"
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
-# No Retry-After is documented for the Profile API: back off exponentially from 1 s, capped.
+# No Retry-After is documented for the Profile API. A 429 cuts the shared rate (rate_budget); a
+# request that draws 429s again and again also backs off on its own, from 1 s, capped.
 RATE_LIMIT_BASE_SECONDS = 1.0
 RATE_LIMIT_MAX_BACKOFF_SECONDS = 60.0
+# 408 Request Timeout: the server gave up waiting for a request that a proxy or an idle
+# kept-alive connection delayed; like a 5xx, a new attempt usually succeeds.
+RETRIED_STATUSES = frozenset({408})
+# A 400 whose error names `limit` (e.g. "limit must be between 1 and 100"): the endpoint takes
+# smaller pages than asked for. Segment's docs say 1..100 for list methods, the seed spec 1..200.
+LIMIT_REFUSED = re.compile(r"\blimit\b", re.IGNORECASE)
 
 logger = logging.getLogger("airbyte")
 
@@ -65,6 +76,7 @@ class ApiPage:
     endpoint: str
     external_id: str
     status: int
+    server_date: Optional[str] = None  # the answer's Date header: the API's clock
 
     def unexpected(self, reason: str) -> UnexpectedResponse:
         return UnexpectedResponse(
@@ -88,14 +100,34 @@ class RequestCounters:
         with self._lock:
             return self._counts[(endpoint, what)]
 
-    def snapshot(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._counts)
 
-    def restore(self, snapshot: Mapping[tuple[str, str], int]) -> None:
-        """Takes over the counts of a reader process (which started from a copy of these)."""
+class PageSizes:
+    """The page size each endpoint is asked for: the configured one until the API refuses it.
+
+    A refusal halves that endpoint's size for the rest of the sync (200 -> 100 -> 50 ...), logged
+    once per step; requests already in flight with the old size simply retry with the new one.
+    """
+
+    def __init__(self, configured: int):
+        self._configured = configured
+        self._sizes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def limit(self, endpoint: str, cap: int) -> int:
         with self._lock:
-            self._counts = Counter(snapshot)
+            return min(self._sizes.get(endpoint, self._configured), cap)
+
+    def refused(self, endpoint: str, refused_limit: int, describe: str) -> None:
+        with self._lock:
+            current = self._sizes.get(endpoint, self._configured)
+            if refused_limit > current:
+                return  # another worker already stepped down past it
+            smaller = max(1, refused_limit // 2)
+            self._sizes[endpoint] = smaller
+        logger.warning(
+            f"The Profile API refused limit={refused_limit} on {describe}; {endpoint} asks for {smaller} items "
+            "per page for the rest of this sync (set 'page_size' to skip this step next time)."
+        )
 
 
 class ProfileApiClient:
@@ -104,38 +136,75 @@ class ProfileApiClient:
         config: ConnectorConfig,
         budget: RateBudget,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._config = config
         self.budget = budget
         self._sleep = sleep
+        self._clock = clock
         self.counters = RequestCounters()
-        self._transport = HttpTransport(
-            headers={
-                "Authorization": basic_auth_header(config.access_token),
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=config.request_timeout_seconds,
-        )
+        self.page_sizes = PageSizes(config.page_size)
+        self._session = build_session(config)
 
-    def get_page(self, url: str, params: Mapping[str, Any], endpoint: str, external_id: str) -> ApiPage:
-        """GETs one page, retrying what can be retried; raises a typed error for everything else."""
+    def get_page(
+        self,
+        url: str,
+        params: Mapping[str, Any],
+        endpoint: str,
+        external_id: str,
+        page_size_cap: Optional[int] = None,
+    ) -> ApiPage:
+        """GETs one page, retrying what can be retried; raises a typed error for everything else.
+
+        `page_size_cap`: the endpoint is paginated and takes at most this `limit`; the client adds
+        `limit` itself, so that a refused page size is stepped down in one place.
+        """
         failed_attempts = 0
-        rate_limit_waited = 0.0
+        rate_limited_since: Optional[float] = None
         rate_limit_attempts = 0
         while True:
-            self.budget.acquire()
+            query = dict(params)
+            if page_size_cap:
+                query["limit"] = self.page_sizes.limit(endpoint, page_size_cap)
+            sent_at = self.budget.acquire()
             self.counters.add(endpoint, "requests")
             try:
-                response = self._transport.get(url_with_params(url, params))
-            except TransportError as error:
-                failure, request_id = str(error), None
+                response = self._session.get(url, params=query, timeout=self._timeouts, allow_redirects=False)
+                body = response.content  # the whole body, gunzipped; a cut-short body raises here
+            except requests.RequestException as error:
+                failure, request_id = f"{type(error).__name__}: {error}", None
+                self._log_request(url, external_id, f"failed ({type(error).__name__})", sent_at, None)
             else:
                 request_id = response.headers.get("request-id")
-                status = response.status
+                status = response.status_code
+                self._log_request(url, external_id, status, sent_at, request_id)
+                if status == 429:
+                    now = self._clock()
+                    rate_limited_since = now if rate_limited_since is None else rate_limited_since
+                    rate_limit_attempts += 1
+                    self.counters.add(endpoint, "rate_limited")
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    self.budget.throttled(sent_at, retry_after)
+                    # Beyond the shared pause and cut, a request refused again and again backs off
+                    # on its own: the space may have less left than the budget's floor.
+                    own_wait = 0.0
+                    if not retry_after and rate_limit_attempts > 1:
+                        own_wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, rate_limit_attempts - 1, RATE_LIMIT_MAX_BACKOFF_SECONDS)
+                    waited = now - rate_limited_since
+                    if waited + (retry_after or own_wait) > self._config.rate_limit_max_wait_seconds:
+                        raise RateLimitExhausted(
+                            f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, "
+                            f"shared with every other caller) kept answering 429 for {waited:.0f} s on "
+                            f"{describe_request(endpoint, external_id, request_id)}, which would pass "
+                            "'rate_limit_max_wait_minutes'. Lower 'requests_per_second', sync when the "
+                            "space is less busy, or raise the maximum wait."
+                        )
+                    if own_wait:
+                        self._sleep(own_wait)
+                    continue
+                self.budget.accepted()
                 if 200 <= status < 300:
-                    return self._decoded(response, url, endpoint, external_id, request_id)
+                    return decoded_page(body, url, endpoint, external_id, request_id, status, response.headers.get("date"))
                 if status == 404:
                     raise ProfileNotFound(request_id)
                 if status in (401, 403):
@@ -144,32 +213,15 @@ class ProfileApiClient:
                         f"({describe_request(endpoint, external_id, request_id)}): check the access token and "
                         "the space id in Unify > Unify settings > API access; the token must belong to this space."
                     )
-                if status == 429:
-                    rate_limit_attempts += 1
-                    wait = retry_after_seconds(response.headers.get("retry-after"))
-                    if not wait:
-                        # Absent, or 0 / a date already past (clock skew): retrying at once
-                        # would hammer the limit and never reach the total-wait bound.
-                        wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, rate_limit_attempts, RATE_LIMIT_MAX_BACKOFF_SECONDS)
-                    if rate_limit_waited + wait > self._config.rate_limit_max_wait_seconds:
-                        raise RateLimitExhausted(
-                            f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, "
-                            f"shared with every other caller) kept answering 429 for {rate_limit_waited:.0f} s on "
-                            f"{describe_request(endpoint, external_id, request_id)}, and the next wait ({wait:.0f} s) "
-                            "would pass 'rate_limit_max_wait_minutes'. Lower 'requests_per_second', sync when the "
-                            "space is less busy, or raise the maximum wait."
-                        )
-                    rate_limit_waited += wait
-                    self.counters.add(endpoint, "rate_limited")
-                    # The limit is per space: every worker waits, not only this one.
-                    self.budget.pause_for(wait)
+                if status == 400 and "limit" in query and query["limit"] > 1 and refuses_page_size(body):
+                    self.page_sizes.refused(endpoint, query["limit"], describe_request(endpoint, external_id, request_id))
                     continue
-                if status >= 500:
+                if status >= 500 or status in RETRIED_STATUSES:
                     failure = f"HTTP {status}"
                 else:
                     raise UnexpectedResponse(
                         f"The Profile API refused {describe_request(endpoint, external_id, request_id)} with "
-                        f"HTTP {status}: {body_excerpt(response.body)!r}. This is not retried; check "
+                        f"HTTP {status}: {body_excerpt(body)!r}. This is not retried; check "
                         "'trait_names' and the id, or report it with the Request-Id."
                     )
             failed_attempts += 1
@@ -186,32 +238,99 @@ class ProfileApiClient:
             )
             self._sleep(exponential_backoff(RETRY_BASE_SECONDS, failed_attempts, RETRY_MAX_SECONDS))
 
-    @staticmethod
-    def _decoded(response: RawResponse, url: str, endpoint: str, external_id: str, request_id: Optional[str]) -> ApiPage:
-        page = ApiPage(None, response.body, request_id, url, endpoint, external_id, response.status)
-        return dataclasses.replace(page, body=decode_json_object(page))
+    @property
+    def _timeouts(self) -> tuple[float, float]:
+        return (min(CONNECT_TIMEOUT_SECONDS, self._config.request_timeout_seconds), self._config.request_timeout_seconds)
+
+    def _log_request(self, url: str, external_id: str, outcome: Any, sent_at: float, request_id: Optional[str]) -> None:
+        """One debug line per request (`read --debug`): never the token, the header or an email in clear."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        path = urlsplit(url).path
+        if external_id:
+            path = path.replace(f"/{quote(external_id, safe=':')}/", f"/{mask_external_id(external_id)}/")
+        milliseconds = (self._clock() - sent_at) * 1000
+        logger.debug(f"GET {path} -> {outcome} in {milliseconds:.0f} ms (Request-Id {request_id or 'none'})")
 
 
-def url_with_params(url: str, params: Mapping[str, Any]) -> str:
-    """`url` with `params` as its query, encoded as requests encodes them (spaces as '+')."""
-    return f"{url}?{urlencode(params)}" if params else url
+def build_session(config: ConnectorConfig) -> requests.Session:
+    """One Session for the sync: kept-alive connections pooled for every worker, gzip, no redirects.
+
+    urllib3's own retries stay off: every retry goes through the budget and the classification
+    above. Proxies and the CA bundle come from the environment, as requests does by default.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_concurrency + 1, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update(
+        {
+            "Authorization": basic_auth_header(config.access_token),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+    )
+    return session
+
+
+def decoded_page(
+    body: bytes, url: str, endpoint: str, external_id: str, request_id: Optional[str], status: int, server_date: Optional[str]
+) -> ApiPage:
+    page = ApiPage(None, body, request_id, url, endpoint, external_id, status, server_date)
+    return dataclasses.replace(page, body=decode_json_object(page))
 
 
 def decode_json_object(page: ApiPage) -> dict[str, Any]:
     """The page's raw body as a JSON object, or the error that says it is not one.
 
-    orjson is several times faster, but turns integers beyond 64 bits into floats, and traits
-    hold such numbers; a body that may hold one takes the exact stdlib parser instead.
+    orjson is several times faster; the stdlib parser takes the bodies orjson cannot read exactly
+    (integers beyond 64 bits) or at all (lone UTF-16 surrogate escapes, which JavaScript clients
+    send in traits, and bytes that are not UTF-8). Strings that cannot be UTF-8 are delivered
+    with U+FFFD in place of what cannot be encoded, so that one odd trait never fails a sync.
     """
-    try:
-        digits = page.raw.translate(DIGITS_AS_ZEROS)
-        may_overflow = TWENTY_DIGITS in digits or NEGATIVE_NINETEEN_DIGITS in digits
-        body = json.loads(page.raw) if may_overflow else orjson.loads(page.raw)
-    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError):
-        raise page.unexpected("the body is not JSON") from None
+    raw = page.raw
+    digits = raw.translate(DIGITS_AS_ZEROS)
+    body: Any = None
+    if TWENTY_DIGITS not in digits and NEGATIVE_NINETEEN_DIGITS not in digits:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    if body is None:
+        try:
+            body = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            raise page.unexpected("the body is not JSON") from None
+        if SURROGATE_ESCAPE.search(raw):
+            body = without_lone_surrogates(body)
     if not isinstance(body, dict):
         raise page.unexpected("the body is not a JSON object")
     return body
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            # Through UTF-16, valid pairs join into one character; lone halves become U+FFFD.
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {without_lone_surrogates(key): without_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    return value
+
+
+def refuses_page_size(body: bytes) -> bool:
+    """True when a 400 is a `validation_error` whose message names `limit`."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("code") == "validation_error" and bool(LIMIT_REFUSED.search(str(error.get("message"))))
 
 
 def basic_auth_header(access_token: str) -> str:
@@ -220,20 +339,20 @@ def basic_auth_header(access_token: str) -> str:
 
 
 def retry_after_seconds(header: Optional[str]) -> Optional[float]:
-    """A Retry-After header in seconds or as an HTTP date; None when absent or unreadable."""
+    """A Retry-After header in seconds or as an HTTP date; None when absent, unreadable or past."""
     if not header:
         return None
     try:
-        return max(0.0, float(header))
+        seconds = float(header)
     except ValueError:
-        pass
-    try:
-        until = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if until.tzinfo is None:
-        until = until.replace(tzinfo=timezone.utc)
-    return max(0.0, (until - datetime.now(timezone.utc)).total_seconds())
+        try:
+            until = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=timezone.utc)
+        seconds = (until - datetime.now(timezone.utc)).total_seconds()
+    return seconds if seconds > 0 else None
 
 
 def exponential_backoff(base: float, attempt: int, cap: float) -> float:

@@ -9,6 +9,7 @@ from typing import Callable
 
 from source_segment_profile.api_client import RequestCounters
 from source_segment_profile.masking import mask_id_list
+from source_segment_profile.rate_budget import RateBudget
 
 # Often enough to show a sync is alive, rare enough not to drown the log (never per record).
 PROGRESS_INTERVAL_SECONDS = 5.0
@@ -19,7 +20,7 @@ class StreamProgress:
     stream: str
     total_profiles: int
     counters: RequestCounters
-    budget_requests_per_second: float
+    budget: RateBudget
     logger: logging.Logger
     interval_seconds: float = PROGRESS_INTERVAL_SECONDS
     clock: Callable[[], float] = time.monotonic
@@ -33,9 +34,12 @@ class StreamProgress:
         self._last_line = self._started
         self._requests_at_start = self.counters.get(self.stream, "requests")
 
-    def profile_done(self, records: int, pages: int, found: bool, external_id: str) -> None:
-        self.profiles_done += 1
+    def records_read(self, records: int) -> None:
         self.records += records
+        self.log_if_due()
+
+    def profile_done(self, pages: int, found: bool, external_id: str) -> None:
+        self.profiles_done += 1
         self.pages += pages
         if not found:
             self.not_found.append(external_id)
@@ -52,7 +56,7 @@ class StreamProgress:
         eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
         self.logger.info(
             f"Progress {self.stream}: {self.profiles_done}/{self.total_profiles} profiles, {self.records} records, "
-            f"{rate:.1f} requests/s of a {self.budget_requests_per_second:g}/s budget, "
+            f"{rate:.1f} requests/s of a {self.budget.max_rate:g}/s budget, {self._rate_now()}, "
             f"{self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {eta}."
         )
@@ -64,10 +68,15 @@ class StreamProgress:
             f"Summary {self.stream}: {self.profiles_done - len(self.not_found)} profiles read, "
             f"{len(self.not_found)} not found{not_found}, {self.records} records, {self._requests()} requests, "
             f"{self.pages} pages, {self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
-            f"{self.counters.get(self.stream, 'retries')} retries, {duration:.1f} s."
+            f"{self.counters.get(self.stream, 'retries')} retries, {self._rate_now()}, {duration:.1f} s."
         )
         self.logger.info(line)
         return line
+
+    def _rate_now(self) -> str:
+        """The shared rate as it stands (other streams' 429s cut it too): what a platform operator
+        watching a contended space wants to see."""
+        return f"rate now {self.budget.rate:.1f}/s after {self.budget.cuts} cuts"
 
     def _requests(self) -> int:
         return self.counters.get(self.stream, "requests") - self._requests_at_start

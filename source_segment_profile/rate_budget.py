@@ -1,18 +1,96 @@
-"""Request pacing: one budget shared by every stream and worker thread of a sync."""
+"""Request pacing: one adaptive request rate shared by every stream and worker thread of a sync.
+
+Segment allows 100 requests/s per space and shares that limit with every other caller of the
+space (personalisation services, other jobs), so the rate left for a sync is unknown and changes
+while it runs. Like AWS SDKs' adaptive retry mode (botocore/retries/adaptive.py), the connector
+treats a 429 as "slow down", not only "wait": it cuts its rate multiplicatively and grows it back
+along a cubic curve (TCP CUBIC), never above the configured budget, never below a floor. The
+parts are small and take their clock as a parameter, so tests drive time by hand.
+"""
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
+
+# A 429 leaves this share of the rate that drew it (botocore's CUBIC beta).
+CUT_FACTOR = 0.7
+# Seconds after a cut until the rate is back where it was cut from. botocore's constant (0.4, in
+# absolute requests/s) would probe a 20/s limit again within 2.5 s; each probe that drains the
+# server's bucket costs a 429 (and, with Retry-After, a pause of at least 1 s for everyone), so
+# the curve is scaled to the rate and the plateau near the old rate lasts this long.
+RECOVERY_SECONDS = 8.0
+# Never slower than this, however many 429s: a request a second still finds out when the space
+# frees up. Below it, a request that keeps drawing 429s backs off on its own (api_client).
+FLOOR_REQUESTS_PER_SECOND = 1.0
+# The window over which the rate the server accepted is measured when a 429 arrives.
+ACCEPTED_RATE_WINDOW_SECONDS = 1.0
+
+
+class CubicRate:
+    """Pure arithmetic: the send rate at a time, given the last cut (TCP CUBIC, relative form).
+
+    After a cut from `peak` at `epoch`, the rate is peak * (1 - (1 - CUT_FACTOR) * (1 - t/K)^3)
+    for t = now - epoch: it climbs quickly, flattens near the peak at t = K (RECOVERY_SECONDS),
+    then probes above it ever faster, so a limit that rose is found again.
+    """
+
+    def __init__(self, max_rate: float, floor: float):
+        self.max_rate = max_rate
+        self.floor = min(floor, max_rate)
+        self._peak: Optional[float] = None  # None: never cut, run at max_rate
+        self._epoch = 0.0
+
+    def at(self, now: float) -> float:
+        if self._peak is None:
+            return self.max_rate
+        progress = (now - self._epoch) / RECOVERY_SECONDS
+        rate = self._peak * (1 - (1 - CUT_FACTOR) * (1 - progress) ** 3)
+        return max(self.floor, min(self.max_rate, rate))
+
+    def cut(self, peak: float, epoch: float) -> None:
+        """A 429 at a send rate of `peak`; the curve restarts at `epoch` (the end of any pause)."""
+        self._peak = max(self.floor, min(self.max_rate, peak))
+        self._epoch = epoch
+
+
+class AcceptedRate:
+    """Requests/s the server answered without a 429 over the last second: at a 429, the best
+    estimate of the rate the space has left for us (it just refused more than that)."""
+
+    def __init__(self, window: float = ACCEPTED_RATE_WINDOW_SECONDS):
+        self._window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+        self._forget_before(now - self._window)
+
+    def per_second(self, now: float, since: float) -> Optional[float]:
+        """The measured rate over the window, or None when less than half a window was unpaused."""
+        start = max(now - self._window, since)
+        if now - start < self._window / 2:
+            return None
+        self._forget_before(start)
+        return len(self._times) / (now - start)
+
+    def _forget_before(self, start: float) -> None:
+        while self._times and self._times[0] < start:
+            self._times.popleft()
 
 
 class RateBudget:
-    """Hands out evenly spaced request slots at `requests_per_second`, across all threads.
+    """Hands out evenly spaced request slots across all threads at an adaptive rate.
 
-    Slots are spaced rather than granted in bursts, so a budget at or below the space's limit never
-    trips Segment's per-second limiter. A rate-limit answer pauses the whole budget (`pause_for`):
-    every thread waits, not only the one that was told to, because the limit is per space.
+    - `acquire()` blocks until the caller may send, and returns the time it was let go.
+    - `accepted()` after every answer that was not a 429.
+    - `throttled(sent_at, retry_after)` after a 429. The rate is cut once per congestion event:
+      a 429 for a request sent before the last cut says nothing new (the cut was not yet in
+      force when it left). A Retry-After pauses every thread for that long, because the limit is
+      per space; afterwards slots resume at the rate's spacing from the pause's end, never all
+      at once (a thread that was granted a slot before the pause takes a new one).
     """
 
     def __init__(
@@ -20,53 +98,67 @@ class RateBudget:
         requests_per_second: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        floor: float = FLOOR_REQUESTS_PER_SECOND,
     ):
-        self.interval = 1.0 / requests_per_second
+        self.max_rate = requests_per_second
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next_slot = clock()
-        self._paused_until = self._next_slot
+        self._rate = CubicRate(requests_per_second, floor)
+        self._accepted = AcceptedRate()
+        now = clock()
+        self._next_slot = now
+        self._paused_until = now
         self._pauses = 0
+        self._last_cut_at = float("-inf")
         self.requests_granted = 0
+        self.rate_limited = 0
+        self.cuts = 0
         self.seconds_paused = 0.0
 
-    def acquire(self) -> None:
-        """Blocks until this caller may send one request.
+    @property
+    def rate(self) -> float:
+        """The current send rate, requests/s."""
+        with self._lock:
+            return self._rate.at(self._clock())
 
-        A thread that slept towards its slot looks again when it wakes: if a pause began
-        meanwhile (a 429 seen by another worker), it waits that out too before sending.
-        """
+    def acquire(self) -> float:
+        while True:
+            with self._lock:
+                now = self._clock()
+                slot = max(now, self._next_slot, self._paused_until)
+                # A budget left idle does not bank slots for a later burst.
+                self._next_slot = slot + 1.0 / self._rate.at(slot)
+                pauses_seen = self._pauses
+            if slot > now:
+                self._sleep(slot - now)
+            with self._lock:
+                if self._pauses != pauses_seen and slot < self._paused_until:
+                    continue  # a pause began while this thread slept: queue again behind it
+                self.requests_granted += 1
+                return slot
+
+    def accepted(self) -> None:
+        with self._lock:
+            self._accepted.record(self._clock())
+
+    def throttled(self, sent_at: float, retry_after_seconds: Optional[float] = None) -> None:
         with self._lock:
             now = self._clock()
-            # A budget left idle does not bank slots for a later burst.
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-            self.requests_granted += 1
-            pauses_seen = self._pauses
-        if slot > now:
-            self._sleep(slot - now)
-        with self._lock:
-            wait = self._paused_until - self._clock() if self._pauses != pauses_seen else 0.0
-        if wait > 0:
-            self._sleep(wait)
-
-    def snapshot(self) -> tuple[float, float, int, int, float]:
-        """What a reader process hands back, so that the next stream goes on from where it ended."""
-        with self._lock:
-            return (self._next_slot, self._paused_until, self._pauses, self.requests_granted, self.seconds_paused)
-
-    def restore(self, snapshot: tuple[float, float, int, int, float]) -> None:
-        with self._lock:
-            self._next_slot, self._paused_until, self._pauses, self.requests_granted, self.seconds_paused = snapshot
-
-    def pause_for(self, seconds: float) -> None:
-        """No slot is granted to anyone for `seconds` from now (a 429's Retry-After or backoff)."""
-        with self._lock:
-            now = self._clock()
-            resume_at = now + seconds
-            self._pauses += 1
-            self._paused_until = max(self._paused_until, resume_at)
-            if resume_at > self._next_slot:
-                self.seconds_paused += resume_at - max(self._next_slot, now)
-                self._next_slot = resume_at
+            self.rate_limited += 1
+            new_event = sent_at >= self._last_cut_at
+            if new_event:
+                unpaused_since = self._paused_until if self._paused_until <= now else now
+                measured = self._accepted.per_second(now, since=unpaused_since)
+                current = self._rate.at(now)
+                peak = min(current, measured) if measured else current
+            if retry_after_seconds and now + retry_after_seconds > self._paused_until:
+                resume_at = now + retry_after_seconds
+                self.seconds_paused += resume_at - max(now, self._paused_until)
+                self._paused_until = resume_at
+                self._pauses += 1
+                self._next_slot = max(self._next_slot, resume_at)
+            if new_event:
+                self._rate.cut(peak, epoch=max(now, self._paused_until))
+                self._last_cut_at = now
+                self.cuts += 1

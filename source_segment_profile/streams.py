@@ -5,33 +5,28 @@ API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/se
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import json
-import sys
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Union
+from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote, unquote, urlsplit
 
-import orjson
 import requests
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http import HttpStream
 
-from source_segment_profile.api_client import ApiPage, ProfileApiClient, decode_json_object
-from source_segment_profile.concurrent_reader import ConcurrentProfileReader
+from source_segment_profile.api_client import ApiPage, ProfileApiClient, decoded_page
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, parse_timestamp
-from source_segment_profile.errors import ProfileNotFound, StateError
+from source_segment_profile.errors import ProfileNotFound
+from source_segment_profile.events_state import EventsState, format_timestamp, profile_state_key, watermark_from_server_date
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
+from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadItem, RecordsRead
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.progress import StreamProgress
-from source_segment_profile.reader_process import ChildProcessProfileReader
 
 # State is checkpointed after every this many profiles, so an interrupted sync resumes close to
 # where it stopped instead of starting over.
@@ -40,10 +35,6 @@ CHECKPOINT_EVERY_PROFILES = 200
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
-# Profiles are read in a forked child process (reader_process.py): on Linux, where Airbyte runs
-# connectors. Elsewhere, and in tests that give the reading a fake clock or a fake API (neither
-# crosses a fork), they are read on threads of this process.
-READER_IN_CHILD_PROCESS = sys.platform == "linux"
 
 
 @functools.cache
@@ -56,67 +47,26 @@ def load_schema(stream_name: str) -> Mapping[str, Any]:
     raise FileNotFoundError(f"no schema for stream {stream_name}")
 
 
-# A profile's records cross from the reader process in encoded chunks of this many, decoded one
-# chunk at a time as they are emitted: a heavy profile (thousands of events) then never stands in
-# the emitting process's memory all decoded at once.
-RECORDS_PER_CHUNK = 200
-
-
-class EncodedRecords:
-    """A profile's records as orjson chunks, decoded a chunk at a time when iterated."""
-
-    def __init__(self, chunks: list[bytes], count: int):
-        self._chunks = chunks
-        self._count = count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for chunk in self._chunks:
-            yield from orjson.loads(chunk)
-
-
-@dataclass(frozen=True)
-class ProfileResult:
-    """Everything one profile contributed to a stream, read completely."""
-
-    external_id: str
-    records: Union[list[dict[str, Any]], EncodedRecords]  # a list where read, EncodedRecords once crossed from the reader process
-    pages: int
-    found: bool
-    newest_cursor: Optional[str] = None  # incremental streams: the newest cursor value among the records
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """How a result crosses from the reader process: records as orjson chunks, which orjson
-        writes ~3.5x faster than pickle (0.37 against 1.29 us a record) and reads back as fast.
-        Integers beyond 64 bits, which orjson cannot write, take pickle."""
-        records = self.records
-        try:
-            chunks = [orjson.dumps(records[first : first + RECORDS_PER_CHUNK]) for first in range(0, len(records), RECORDS_PER_CHUNK)]  # type: ignore[index]
-            records = EncodedRecords(chunks, len(self.records))
-        except TypeError:
-            pass
-        return ProfileResult, (self.external_id, records, self.pages, self.found, self.newest_cursor)
-
-
 class ProfileStream(HttpStream, ABC):
     """Reads one resource for every configured profile id, concurrently, paced by the shared budget.
 
-    Slices are batches of CHECKPOINT_EVERY_PROFILES profiles: the CDK emits state after each. The
-    profiles themselves are read by one ConcurrentProfileReader per stream read, which runs ahead
-    of the batch boundaries so that workers never idle at them.
+    Slices are checkpoints: each ends once CHECKPOINT_EVERY_PROFILES more profiles are complete,
+    and the CDK emits state after it. One ProfileReader runs across the slices, so that workers
+    never idle at their boundaries.
     """
 
     collection: ClassVar[str]  # "users" or "accounts"
     resource: ClassVar[str]  # the last path segment: traits, events, ...
     page_size_cap: ClassVar[Optional[int]] = MAX_PAGE_SIZE  # None: the endpoint is not paginated
+    # True: one record from the items of all pages (traits); False: records page by page.
+    merges_pages: ClassVar[bool] = False
     primary_key: Any = "external_id"
 
     def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
         self._config = config
         self._client = client
-        self._profile_results: Optional[Iterator[ProfileResult]] = None
+        self._items: Optional[Iterator[ReadItem]] = None
+        self._reading_ended = False
         self._progress: Optional[StreamProgress] = None
         super().__init__()
 
@@ -127,8 +77,8 @@ class ProfileStream(HttpStream, ABC):
         """The items of one page (data entries, trait pairs, ...); raises page.unexpected(...) on a bad shape."""
 
     @abstractmethod
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
-        """The records of one profile, from the items of all its pages."""
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        """The records of one page's items (of all pages' items when `merges_pages`)."""
 
     # --- HttpStream's interface -------------------------------------------------------------
 
@@ -147,16 +97,12 @@ class ProfileStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> MutableMapping[str, Any]:
-        params: dict[str, Any] = {}
-        if self.page_size_cap:
-            params["limit"] = min(self._config.page_size, self.page_size_cap)
-        if next_page_token:
-            params.update(next_page_token)
-        return params
+        """The query of a page, but `limit`, which the client adds (it steps refused sizes down)."""
+        return dict(next_page_token or {})
 
     def parse_response(self, response: requests.Response, **_: Any) -> Iterable[Mapping[str, Any]]:
         page = self._page_from_response(response)
-        return self.records_for_profile(page.external_id, self.items_from_page(page))
+        return self.records_from_items(page.external_id, self.items_from_page(page))
 
     def next_page_token(self, response: requests.Response) -> Optional[Mapping[str, Any]]:
         page = self._page_from_response(response)
@@ -166,10 +112,9 @@ class ProfileStream(HttpStream, ABC):
     def _page_from_response(self, response: requests.Response) -> ApiPage:
         """The CDK-style view of a response; reading itself goes through ProfileApiClient.get_page."""
         external_id = unquote(urlsplit(response.url).path.split("/profiles/", 1)[1].split("/", 1)[0])
-        page = ApiPage(
-            None, response.content, response.headers.get("Request-Id"), response.url, self.name, external_id, response.status_code
+        return decoded_page(
+            response.content, response.url, self.name, external_id, response.headers.get("Request-Id"), response.status_code, None
         )
-        return dataclasses.replace(page, body=decode_json_object(page))
 
     def get_json_schema(self) -> Mapping[str, Any]:
         return load_schema(self.name)
@@ -187,9 +132,13 @@ class ProfileStream(HttpStream, ABC):
         return self._config.user_external_ids if self.collection == "users" else self._config.account_external_ids
 
     def stream_slices(self, *, sync_mode: SyncMode, **_: Any) -> Iterable[Optional[Mapping[str, Any]]]:
-        total = len(self.external_ids)
-        for first in range(0, total, CHECKPOINT_EVERY_PROFILES):
-            yield {"first_profile": first, "profile_count": min(CHECKPOINT_EVERY_PROFILES, total - first)}
+        # Lazy: the CDK asks for the next slice only after reading the last one, and the number of
+        # checkpoints is known only once the reading ends.
+        self._items, self._reading_ended = None, False
+        checkpoint = 0
+        while not self._reading_ended:
+            yield {"checkpoint": checkpoint}
+            checkpoint += 1
 
     def read_records(
         self,
@@ -198,74 +147,89 @@ class ProfileStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
-        if self._profile_results is None:
+        if self._reading_ended:
+            return
+        if self._items is None:
             self._start_reading(sync_mode)
-        for _ in range(stream_slice["profile_count"]):
-            result = next(self._profile_results)
-            yield from result.records
-            self.profile_completed(result)
-            self._progress.profile_done(len(result.records), result.pages, result.found, result.external_id)
-        if stream_slice["first_profile"] + stream_slice["profile_count"] >= len(self.external_ids):
-            # Run the reader to its end rather than drop it: a reader process then hands back the
-            # budget's state (a rate-limit pause carries over to the next stream) and exits by itself.
-            if next(self._profile_results, None) is not None:
-                raise RuntimeError(f"the {self.name} reader returned more profiles than were configured")
-            self._progress.summary()
-            self._profile_results = None
+        completed = 0
+        for item in self._items:
+            if isinstance(item, RecordsRead):
+                self._progress.records_read(len(item.records))
+                yield from item.records
+                continue
+            self.profile_completed(item)
+            self._progress.profile_done(item.pages, item.found, item.external_id)
+            completed += 1
+            if completed == CHECKPOINT_EVERY_PROFILES:
+                self.checkpoint_reached()
+                return
+        self.checkpoint_reached()
+        self._progress.summary()
+        self._items, self._reading_ended = None, True
 
-    def profile_completed(self, result: ProfileResult) -> None:
-        """Called once a profile's records are all emitted; incremental streams advance their cursor here."""
+    def profile_completed(self, done: ProfileRead) -> None:
+        """Called once all of a profile's records are emitted; incremental streams advance their state here."""
+
+    def checkpoint_reached(self) -> None:
+        """Called before the CDK emits state: incremental streams bring their state up to date."""
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         self._progress = StreamProgress(
             stream=self.name,
             total_profiles=len(self.external_ids),
             counters=self._client.counters,
-            budget_requests_per_second=self._config.requests_per_second,
+            budget=self._client.budget,
             logger=self.logger,
         )
-        reader: ConcurrentProfileReader[ProfileResult] | ChildProcessProfileReader[ProfileResult]
-        if READER_IN_CHILD_PROCESS:
-            reader = ChildProcessProfileReader(
-                self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS, self._client
-            )
-        else:
-            reader = ConcurrentProfileReader(self._read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
-        self._profile_results = reader.results(self.external_ids)
+        reader = ProfileReader(self.read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
+        self._items = reader.read(self.external_ids)
 
-    def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
-        """Reads every page of one profile (runs on a worker thread)."""
-        stream_slice = {"external_id": external_id}
-        url = self.path(stream_slice=stream_slice)
+    def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
+        """Reads every page of one profile (on a worker thread), handing records over page by page."""
+        url = self.path(stream_slice={"external_id": external_id})
         paginator = ProfileCursorPaginator()
-        items: list[Any] = []
+        merged: list[Any] = []
         pages = 0
         token: Optional[str] = None
-        # `stopping` is set only once the consumer has stopped taking results, so a profile cut
-        # short here is never emitted.
+        # `stopping` is set only once the consumer has stopped taking items, so a profile cut
+        # short here is never completed.
         while not stopping.is_set():
-            params = self.request_params(stream_slice=stream_slice, next_page_token={"next": token} if token else None)
+            params = self.request_params(stream_slice={"external_id": external_id}, next_page_token={"next": token} if token else None)
             try:
-                page = self._client.get_page(url, params, self.name, external_id)
+                page = self._client.get_page(url, params, self.name, external_id, self.page_size_cap)
             except ProfileNotFound as not_found:
                 self.logger.warning(
                     f"Skipping profile {mask_external_id(external_id)} in {self.name}: the Profile API answered 404 "
                     f"(Request-Id {not_found.request_id or 'none'}); check the id's type and value."
                 )
-                return ProfileResult(external_id, [], pages, found=False)
+                yield ProfileRead(external_id, pages, found=False)
+                return
             pages += 1
-            page_items = self.items_from_page(page)
-            items.extend(page_items)
-            if not self.page_size_cap or self.reached_older_data(external_id, page_items):
+            self.page_received(page)
+            items = self.items_from_page(page)
+            if self.merges_pages:
+                merged.extend(items)
+            else:
+                records = self.records_from_items(external_id, items)
+                if records:
+                    yield RecordsRead(external_id, records)
+            if not self.page_size_cap or not self.wants_older_pages(external_id, items):
                 break
-            token = paginator.next_token(page, len(page_items))
+            token = paginator.next_token(page, len(items))
             if token is None:
                 break
-        return ProfileResult(external_id, self.records_for_profile(external_id, items), pages, found=True)
+        else:
+            return
+        if self.merges_pages:
+            yield RecordsRead(external_id, self.records_from_items(external_id, merged))
+        yield ProfileRead(external_id, pages, found=True)
 
-    def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
-        """True when later pages can only hold data this sync does not want (incremental events)."""
-        return False
+    def page_received(self, page: ApiPage) -> None:
+        """Called for every page answered; user_events takes its watermark from the first."""
+
+    def wants_older_pages(self, external_id: str, page_items: list[Any]) -> bool:
+        """False when later pages can only hold data this sync does not want (incremental events)."""
+        return True
 
 
 class DataListStream(ProfileStream, ABC):
@@ -279,7 +243,7 @@ class DataListStream(ProfileStream, ABC):
             raise page.unexpected("'data' is not a list of objects")
         return data
 
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
         # The items were decoded for this profile alone: completing them in place saves a copy per record.
         for item in items:
             item["external_id"] = external_id
@@ -288,6 +252,8 @@ class DataListStream(ProfileStream, ABC):
 
 class TraitsStream(ProfileStream, ABC):
     """One record per profile: `{external_id, traits}`, the traits of every page merged."""
+
+    merges_pages = True
 
     def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
         params = super().request_params(**kwargs)
@@ -303,7 +269,7 @@ class TraitsStream(ProfileStream, ABC):
             raise page.unexpected("'traits' is not an object")
         return list(traits.items())
 
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
         return [{"external_id": external_id, "traits": dict(items)}]
 
 
@@ -351,7 +317,7 @@ class UserMetadata(ProfileStream):
             raise page.unexpected("'metadata' is not an object")
         return [metadata]
 
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
         return [{**item, "external_id": external_id} for item in items]
 
 
@@ -366,7 +332,7 @@ class UserLinks(DataListStream):
     page_size_cap = LINKS_PAGE_SIZE
     primary_key = ["external_id", "to_collection", "linked_external_id"]
 
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
         return [
             {**link, "external_id": external_id, "linked_external_id": linked_external_id(link)} for link in items
         ]
@@ -380,97 +346,82 @@ def linked_external_id(link: Mapping[str, Any]) -> str:
 class UserEvents(DataListStream):
     """https://segment.com/docs/unify/profile-api/#get-user-events
 
-    Incremental on `timestamp`, with one cursor per profile: the API keeps ~14 days of events, so
-    a warehouse keeps history only by appending what is new. Events come newest first; paging stops
-    at the first page that reaches back past the profile's cursor (minus the lookback window).
-    The state is `{"state_version": 1, "profiles": {profile_state_key(id): timestamp}}`.
+    Incremental, with a watermark per profile (events_state.py says why it is not an event's
+    timestamp). Events come newest first; paging stops at the first page that reaches back past
+    the profile's lower bound. A profile's watermark advances only once all its pages are emitted.
     """
 
     collection, resource = "users", "events"
     primary_key = ["external_id", "messageId"]
     cursor_field = "timestamp"
-    STATE_VERSION = 1
 
     def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
-        self._cursors: dict[str, str] = {}
-        self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
-        self._lower_bounds: dict[str, datetime] = {}
+        self._events_state = EventsState()
+        self._state_message = self._events_state.message()
+        self._incremental = False
+        self._watermark_lock = threading.Lock()
         super().__init__(config, client)
 
     @property
     def state(self) -> MutableMapping[str, Any]:
-        # The CDK reads this after every record: it must cost nothing, so it is one live mapping
-        # whose cursors are updated in place as profiles complete (never rebuilt here).
-        return self._state
+        # The CDK reads this after every record: it is the message built at the last checkpoint.
+        return self._state_message
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
-        configured = {profile_state_key(external_id) for external_id in self.external_ids}
-        # Only ids still configured: a profile removed from the config drops out of the state.
-        self._cursors = {key: cursor for key, cursor in read_events_state(value, configured).items() if key in configured}
-        self._state = {"state_version": self.STATE_VERSION, "profiles": self._cursors}
+        self._events_state = EventsState.from_message(value, self.external_ids, datetime.now(timezone.utc))
+        self._state_message = self._events_state.message(self._configured_keys)
+
+    @functools.cached_property
+    def _configured_keys(self) -> set[str]:
+        return {profile_state_key(external_id) for external_id in self.external_ids}
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
-        # Bounds are fixed once per sync, before workers start, so no worker reads a cursor mid-update.
-        # Only profiles that have one are held, so that memory does not grow with profiles that have none.
-        bounds = ((external_id, self._lower_bound(external_id, sync_mode)) for external_id in self.external_ids)
-        self._lower_bounds = {external_id: bound for external_id, bound in bounds if bound is not None}
+        self._incremental = sync_mode == SyncMode.incremental
         super()._start_reading(sync_mode)
 
-    def _lower_bound(self, external_id: str, sync_mode: SyncMode) -> Optional[datetime]:
+    def lower_bound(self, external_id: str) -> Optional[datetime]:
+        """The oldest event this sync wants of the profile: the start date, or its watermark less the lookback."""
         bounds = [self._config.start_date] if self._config.start_date else []
-        cursor = self._cursors.get(profile_state_key(external_id)) if sync_mode == SyncMode.incremental else None
-        if cursor:
-            # Re-read a lookback window: events can arrive late; the primary key dedups the overlap.
-            bounds.append(parse_timestamp(cursor) - timedelta(seconds=self._config.events_lookback_seconds))
+        read_through = self._events_state.read_through(external_id) if self._incremental else None
+        if read_through is not None:
+            bounds.append(read_through - timedelta(seconds=self._config.events_lookback_seconds))
         return max(bounds, default=None)
 
     def request_params(self, stream_slice: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> MutableMapping[str, Any]:
         params = super().request_params(stream_slice=stream_slice, **kwargs)
-        lower_bound = self._lower_bounds.get(stream_slice["external_id"]) if stream_slice else None
+        lower_bound = self.lower_bound(stream_slice["external_id"]) if stream_slice else None
         if lower_bound:
-            params["start"] = lower_bound.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            params["start"] = format_timestamp(lower_bound)
         return params
 
-    def _read_profile(self, external_id: str, stopping: threading.Event) -> ProfileResult:
-        result = super()._read_profile(external_id, stopping)
-        records = result.records
-        lower_bound = self._lower_bounds.get(external_id)
+    def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
+        records = super().records_from_items(external_id, items)
+        lower_bound = self.lower_bound(external_id)
         if lower_bound is not None:
             # The server may ignore `start`: filter here as well.
             records = [record for record in records if not is_before(record.get("timestamp"), lower_bound)]
-        # Found here, by the reader: the thread that emits records is the sync's bottleneck.
-        newest = newest_timestamp([record["timestamp"] for record in records if isinstance(record.get("timestamp"), str)])
-        return ProfileResult(external_id, records, result.pages, result.found, newest)
-
-    def reached_older_data(self, external_id: str, page_items: list[Any]) -> bool:
-        lower_bound = self._lower_bounds.get(external_id)
-        return lower_bound is not None and any(is_before(item.get("timestamp"), lower_bound) for item in page_items)
-
-    def records_for_profile(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
-        records = super().records_for_profile(external_id, items)
         for record in records:
             # The seed spec says messageId; real events may carry only message_id.
             if record.get("messageId") is None and record.get("message_id") is not None:
                 record["messageId"] = record["message_id"]
         return records
 
-    def profile_completed(self, result: ProfileResult) -> None:
-        if result.newest_cursor is None:
-            return
-        key = profile_state_key(result.external_id)
-        current = self._cursors.get(key)
-        if current is None or timestamp_order(result.newest_cursor) > timestamp_order(current):
-            self._cursors[key] = result.newest_cursor
+    def wants_older_pages(self, external_id: str, page_items: list[Any]) -> bool:
+        lower_bound = self.lower_bound(external_id)
+        return lower_bound is None or not any(is_before(item.get("timestamp"), lower_bound) for item in page_items)
 
+    def page_received(self, page: ApiPage) -> None:
+        if self._events_state.watermark is None:
+            with self._watermark_lock:
+                if self._events_state.watermark is None:
+                    self._events_state.watermark = watermark_from_server_date(page.server_date, datetime.now(timezone.utc))
 
-def profile_state_key(external_id: str) -> str:
-    """A profile's key in the user_events state: a digest of its id, not the id itself.
+    def profile_completed(self, done: ProfileRead) -> None:
+        self._events_state.profile_read(done.external_id, done.found)
 
-    Ids are often emails; the state is stored by the platform and the CDK logs every incoming
-    state in full, so the state holds no id in clear. 80 bits: no collision in practice.
-    """
-    return hashlib.sha256(external_id.encode("utf-8")).hexdigest()[:20]
+    def checkpoint_reached(self) -> None:
+        self._state_message = self._events_state.message(self._configured_keys)
 
 
 def is_before(timestamp: Any, bound: datetime) -> bool:
@@ -479,66 +430,3 @@ def is_before(timestamp: Any, bound: datetime) -> bool:
         return parse_timestamp(timestamp) < bound
     except (TypeError, ValueError):
         return False
-
-
-# Where an unreadable timestamp sorts: before every real one, so it never becomes a cursor.
-UNREADABLE_TIMESTAMP_ORDER = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def newest_timestamp(timestamps: list[str]) -> Optional[str]:
-    """The latest of `timestamps` (an unreadable one never wins), or None.
-
-    Segment writes every timestamp as UTC in one shape ("2026-11-20T10:00:00.000Z"): when all have
-    the same length, the T and the Z, text order is time order and only the winner needs parsing.
-    """
-    if not timestamps:
-        return None
-    shape = len(timestamps[0])
-    if all(len(timestamp) == shape and timestamp[-1] == "Z" and timestamp[10:11] == "T" for timestamp in timestamps):
-        newest = max(timestamps)
-        if timestamp_order(newest) > UNREADABLE_TIMESTAMP_ORDER:
-            return newest
-    newest = max(timestamps, key=timestamp_order)
-    return newest if timestamp_order(newest) > UNREADABLE_TIMESTAMP_ORDER else None
-
-
-def timestamp_order(timestamp: str) -> datetime:
-    """Sort key of event timestamps; an unreadable one sorts first, so it never becomes a cursor."""
-    try:
-        return parse_timestamp(timestamp)
-    except (TypeError, ValueError):
-        return UNREADABLE_TIMESTAMP_ORDER
-
-
-def read_events_state(value: Optional[Mapping[str, Any]], configured_keys: Iterable[str]) -> dict[str, str]:
-    """Per-profile cursors from a user_events state; a state this version cannot read is a StateError.
-
-    Accepted: `{}`; the current `{"state_version": 1, "profiles": {key: timestamp}}`; and a single
-    stream-wide `{"timestamp": ...}` (the shape a plain Airbyte incremental stream writes), which
-    becomes the cursor of every configured profile.
-    """
-    reset_hint = "Reset the user_events stream in Airbyte (its next sync reads every event the API still keeps)."
-    if not value:
-        return {}
-    if not isinstance(value, Mapping):
-        raise StateError(f"The user_events state is {type(value).__name__}, not an object. {reset_hint}")
-    if "state_version" not in value and set(value) == {"timestamp"}:
-        _check_timestamp(value["timestamp"], "timestamp", reset_hint)
-        return {key: value["timestamp"] for key in configured_keys}
-    if value.get("state_version") != UserEvents.STATE_VERSION or not isinstance(value.get("profiles"), Mapping):
-        raise StateError(
-            f"The user_events state has a shape this connector version cannot read "
-            f"(state_version {value.get('state_version')!r}, keys {sorted(value)[:5]}). {reset_hint}"
-        )
-    cursors = dict(value["profiles"])
-    for key, cursor in cursors.items():
-        # Keys are digests, but a hand-edited state may hold raw ids: mask them all the same.
-        _check_timestamp(cursor, f"profiles[{mask_external_id(str(key))!r}]", reset_hint)
-    return cursors
-
-
-def _check_timestamp(value: Any, where: str, reset_hint: str) -> None:
-    try:
-        parse_timestamp(value)
-    except (TypeError, ValueError):
-        raise StateError(f"The user_events state holds {value!r} at {where}, which is not a timestamp. {reset_hint}") from None

@@ -1,8 +1,8 @@
 """Request and response builders for the unit tests, and a small fake Profile API.
 
-The fake answers through the connector's transport seam: the `api` fixture puts
-`FakeProfileApi.transport` in place of `source_segment_profile.api_client.HttpTransport`, so every
-client the source builds sends its GETs to the fake instead of a socket.
+The fake answers through requests' own seam, a transport adapter: the `api` fixture mounts
+`FakeProfileApi.adapter()` on every Session the connector builds, so every GET goes through the
+connector's real requests code (query encoding, headers, timeouts) to the fake instead of a socket.
 
 Responses follow the seed OpenAPI spec and the documented extras (../shared/profile-api-facts.md):
 a cursor `{"url", "has_more", "next"}` whose last page has `has_more: false` and empty strings.
@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import parse_qs, quote, urlsplit
 
-from source_segment_profile.http_transport import RawResponse
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
 
 SPACE_ID = "spa_unit"
 TOKEN = "unit-token"
@@ -211,8 +213,8 @@ class SeenRequest:
     url: str
     path: str
     params: dict[str, list[str]]
-    headers: Mapping[str, str]  # as given to the transport, plus Host
-    timeout: Any  # the transport's (connect_timeout, read_timeout)
+    headers: Mapping[str, str]  # as sent, plus Host
+    timeout: Any  # requests' (connect_timeout, read_timeout)
     at: float  # the fake clock's time when the request was made
 
     def param(self, name: str) -> Optional[str]:
@@ -237,7 +239,6 @@ class FakeProfileApi:
         self._handlers: dict[str, Callable[[SeenRequest], Reply]] = {}
         self._request_ids = itertools.count(1)
         self.seen: list[SeenRequest] = []
-        self.transports: list["FakeTransport"] = []  # every transport built, in order
 
     # registration
 
@@ -288,22 +289,18 @@ class FakeProfileApi:
             ]
         return seen
 
-    # the transport seam
+    # requests' transport seam
 
-    def transport(self, headers: Mapping[str, str], connect_timeout: float, read_timeout: float) -> "FakeTransport":
-        """Builds a transport as `HttpTransport(headers, connect_timeout, read_timeout)` would."""
-        built = FakeTransport(self, headers, connect_timeout, read_timeout)
-        with self._lock:
-            self.transports.append(built)
-        return built
+    def adapter(self) -> "FakeAdapter":
+        return FakeAdapter(self)
 
-    def _answer(self, url: str, headers: Mapping[str, str], timeout: tuple[float, float]) -> RawResponse:
-        parts = urlsplit(url)
+    def _answer(self, request: requests.PreparedRequest, timeout: Any) -> requests.Response:
+        parts = urlsplit(request.url)
         seen = SeenRequest(
-            url=url,
+            url=request.url,
             path=parts.path,
             params=parse_qs(parts.query, keep_blank_values=True),
-            headers=RequestHeaders({**headers, "Host": parts.netloc}),
+            headers=RequestHeaders({**request.headers, "Host": parts.netloc}),
             timeout=timeout,
             at=self._clock(),
         )
@@ -323,20 +320,27 @@ class FakeProfileApi:
             response_headers.setdefault("content-type", "application/json")
             body = json.dumps(reply.body).encode()
         response_headers["content-length"] = str(len(body))
-        return RawResponse(reply.status, response_headers, body)
+        response = requests.Response()
+        response.status_code = reply.status
+        response.headers = CaseInsensitiveDict(response_headers)
+        response._content = body
+        response.url = request.url
+        response.request = request
+        return response
 
 
-class FakeTransport:
-    """Stands in for `HttpTransport`: each GET is answered by the FakeProfileApi, without a socket."""
+class FakeAdapter(BaseAdapter):
+    """A requests transport adapter whose every request is answered by the FakeProfileApi."""
 
-    def __init__(self, api: FakeProfileApi, headers: Mapping[str, str], connect_timeout: float, read_timeout: float):
+    def __init__(self, api: FakeProfileApi):
+        super().__init__()
         self._api = api
-        self.headers = dict(headers)
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
 
-    def get(self, url: str) -> RawResponse:
-        return self._api._answer(url, self.headers, (self.connect_timeout, self.read_timeout))
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **_: Any) -> requests.Response:
+        return self._api._answer(request, timeout)
+
+    def close(self) -> None:
+        pass
 
 
 def paged_answer(stream: str, profile: str, pages: int) -> Callable[[Any], "Reply"]:

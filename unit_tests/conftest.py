@@ -77,10 +77,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
         return instance
 
     monkeypatch.setattr(source_module, "RateBudget", budget)
-    monkeypatch.setattr(source_module, "ProfileApiClient", functools.partial(ProfileApiClient, sleep=fake.sleep))
+    monkeypatch.setattr(source_module, "ProfileApiClient", functools.partial(ProfileApiClient, sleep=fake.sleep, clock=fake.now))
     monkeypatch.setattr(streams_module, "StreamProgress", functools.partial(StreamProgress, clock=fake.now))
-    # A fake clock (or fake API) cannot cross a fork: the reader runs in this process.
-    monkeypatch.setattr(streams_module, "READER_IN_CHILD_PROCESS", False)
     return fake
 
 
@@ -95,9 +93,17 @@ def connector_entrypoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def api(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeProfileApi:
-    """Every client the source builds gets a fake transport that asks this FakeProfileApi."""
+    """Every client the source builds sends its requests to this FakeProfileApi."""
     fake = FakeProfileApi(clock=clock.now)
-    monkeypatch.setattr(api_client_module, "HttpTransport", fake.transport)
+    build_session = api_client_module.build_session
+
+    def session_answered_by_fake(config: Any) -> Any:
+        session = build_session(config)
+        session.mount("https://", fake.adapter())
+        session.mount("http://", fake.adapter())
+        return session
+
+    monkeypatch.setattr(api_client_module, "build_session", session_answered_by_fake)
     return fake
 
 
