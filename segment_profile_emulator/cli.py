@@ -6,11 +6,12 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
 from .dataset import build_dataset, ground_truth_chunks, to_json_bytes
-from .server import RETRY_AFTER_MODES, EmulatorServer, EmulatorSettings
+from .server import MAX_PAGE_LIMIT, RETRY_AFTER_MODES, EmulatorServer, EmulatorSettings
 
 DEFAULTS = EmulatorSettings()
 
@@ -39,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=42)
     data.add_argument("--now", help="the clock, ISO 8601 (default: the current second)")
     data.add_argument("--ground-truth", type=Path, help="write what the API serves at startup to this JSON file")
+    data.add_argument(
+        "--lone-surrogate-trait", action="store_true",
+        help='every 7th user has a trait "nickname" written "\\ud83d rocket" on the wire (a lone UTF-16 surrogate)',
+    )
+    data.add_argument("--events-per-user", type=int, metavar="N",
+                      help="every user has exactly N events in the 14-day window, evenly spread")
+    data.add_argument("--heavy-user-events", type=int, metavar="N", help="user 0 has exactly N events in the window")
+    data.add_argument(
+        "--late-events", default=DEFAULTS.late_events, metavar="HOURS[,HOURS...]",
+        help="for each lateness, every 5th user has an event per hour that arrives HOURS after its timestamp",
+    )
+    data.add_argument("--future-events", action="store_true",
+                      help="every 10th user has an event stamped a year after it arrived")
 
     pacing = parser.add_argument_group("latency and rate limit")
     pacing.add_argument("--latency-ms", type=float, default=DEFAULTS.latency_ms, help="mean added latency")
@@ -48,8 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pacing.add_argument("--rate-limit", type=float, default=DEFAULTS.rate_limit, help="requests/s per space; 0 = off")
     pacing.add_argument("--rate-burst", type=float, help="token-bucket size (default: the rate)")
+    pacing.add_argument(
+        "--rate-limit-schedule", default=DEFAULTS.rate_limit_schedule, metavar="SECONDS:RATE[,SECONDS:RATE...]",
+        help="the space's other callers: the limit becomes RATE SECONDS after the first request (or stats reset)",
+    )
     pacing.add_argument("--retry-after", choices=RETRY_AFTER_MODES, default=DEFAULTS.retry_after,
                         help="what a 429 carries")
+
+    api = parser.add_argument_group("API behaviour")
+    api.add_argument("--gzip", action="store_true", help="gzip answers when Accept-Encoding allows it")
+    api.add_argument(
+        "--max-list-limit", type=int, default=DEFAULTS.max_list_limit, metavar="N",
+        help=f"largest limit of events, external_ids, links and the profile listing (default {MAX_PAGE_LIMIT}; "
+        "Segment docs say 100); traits keep 200",
+    )
+    api.add_argument("--no-list-method", action="store_true",
+                     help="GET .../collections/users/profiles answers 404 (listing not available)")
 
     faults = parser.add_argument_group("faults (probabilities per request)")
     faults.add_argument("--fault-429", type=_probability, default=0.0, help="extra 429s (a storm)")
@@ -82,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"segment-profile-emulator: {error}")
 
     started = time.monotonic()
-    dataset = build_dataset(args.users, args.accounts, args.seed, args.space_id, args.now)
+    dataset = build_dataset(
+        args.users, args.accounts, args.seed, args.space_id, args.now, **asdict(settings.dataset_options())
+    )
     if args.ground_truth:
         _write_atomically(args.ground_truth, ground_truth_chunks(dataset))
     server = EmulatorServer(settings, dataset)

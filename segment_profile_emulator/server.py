@@ -1,6 +1,6 @@
 """The HTTP server: Segment Profile API routes over a synthetic dataset, with auth, a per-space rate
 limit, injectable faults, and admin routes (under /_emulator/, no auth, not counted) for stats, the
-clock, fault knobs and ground truth.
+clock, fault knobs, ground truth and lookup ids.
 
 A profile request goes through: Basic auth (401 unauthorized), the route (404 not_found), the space
 (403 forbidden: an unknown space id is refused, not hidden), the per-space token bucket (429
@@ -12,8 +12,15 @@ Decisions a client must live with, as with the real API:
 - Cursor `url`s are the path and query of the next page: relative for users, absolute
   (http://host:port/...) for accounts; the last page has `url` and `next` empty. Some users' links
   come without a cursor, and an events answer without events is `{"data": null, ...}`.
-- An events cursor pins its window (retention, start, end, filters) at the first page, so later
+- An events cursor pins its window (the clock, start, end, filters) at the first page, so later
   pages are a consistent snapshot even if the clock moves; `start` is inclusive, `end` exclusive.
+- Every answer carries `Date:` from the emulated clock (EmulatorClock), not the wall clock: a
+  client that takes the server's Date as its sync's start time sees the clock the data follows.
+- With the gzip setting, Profile API answers are gzip-compressed when Accept-Encoding allows it.
+- `limit` is 1..200 for traits and 1..max_list_limit (200, or 100 as some Segment docs say) for
+  the other listings; listing profiles takes 1..100.
+- `GET .../collections/users/profiles?limit=&next=` lists users' segment ids, `next` an offset
+  ("0" first); `segment_id:<id>` and the bare segment id find a profile on every profile route.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import gzip
 import json
 import math
 import random
@@ -34,22 +42,22 @@ from dataclasses import asdict, dataclass, field, fields
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from .dataset import (
     AccountProfile,
     Dataset,
+    DatasetOptions,
     UserProfile,
     format_timestamp,
     ground_truth_chunks,
+    parse_late_event_hours,
     parse_timestamp,
     to_json_bytes,
 )
 
 ADMIN_PREFIX = "/_emulator/"
-# See EmulatorStats.told_to_wait: requests already in flight when a 429 is sent are not counted.
-IN_FLIGHT_GRACE_SECONDS = 0.050
 
 # (collection, resource) -> endpoint name used in stats and the request log. Accounts have no
 # events or metadata; their links are not in the seed spec but Segment's docs show them.
@@ -63,11 +71,19 @@ ENDPOINTS = {
     ("accounts", "external_ids"): "account_external_ids",
     ("accounts", "links"): "account_links",
 }
+# GET /v1/spaces/{space}/collections/users/profiles: the list method Segment's docs mention
+LIST_USERS_ENDPOINT = "list_users"
+ENDPOINT_NAMES = (*ENDPOINTS.values(), LIST_USERS_ENDPOINT)
 
-MAX_PAGE_LIMIT = 200  # `limit` is 1..200 (seed spec)
+MAX_PAGE_LIMIT = 200  # `limit` is 1..200 (seed spec); Segment's docs: "traits allow 200"
 TRAITS_DEFAULT_LIMIT = 10  # Segment docs: traits default to 10 per page
 DEFAULT_LIMIT = 100
 LINKS_MAX_PAGE = 20  # Segment docs: links returns at most 20
+# Segment docs: list methods take `limit` 1..100, default 10 ("Profile API" page, pagination)
+LIST_PROFILES_MAX_LIMIT = 100
+LIST_PROFILES_DEFAULT_LIMIT = 10
+# nginx's default gzip_comp_level: the cheapest level, for an emulator that shares the machine
+GZIP_LEVEL = 1
 TRAIT_CLASSES = ("audience", "computed_trait")
 REQUEST_LOG_SIZE = 200_000
 RETRY_AFTER_MODES = ("none", "seconds", "http-date")
@@ -93,16 +109,74 @@ class ApiError(Exception):
 
 # (status, code, message) of the errors raised in several places
 PROFILE_NOT_FOUND = (404, "not_found", "Profile was not found.")
+ROUTE_NOT_FOUND = (404, "not_found", "The requested route was not found.")
 INVALID_CURSOR = (400, "invalid_request_error", "The next cursor is invalid.")
-INVALID_LIMIT = (400, "validation_error", f"limit must be between 1 and {MAX_PAGE_LIMIT}")
+
+
+def invalid_limit(maximum: int) -> tuple[int, str, str]:
+    return (400, "validation_error", f"limit must be between 1 and {maximum}")
 
 
 # --- settings -----------------------------------------------------------------------------------
 
 
+def parse_rate_limit_schedule(text: str) -> tuple[tuple[float, float], ...]:
+    """`30:30,60:50` -> ((30.0, 30.0), (60.0, 50.0)); "" -> (). Raises ValueError on anything else."""
+    if not text.strip():
+        return ()
+    steps = []
+    for part in text.split(","):
+        seconds, colon, rate = part.partition(":")
+        try:
+            step = (float(seconds), float(rate))
+        except ValueError:
+            step = None
+        if not colon or step is None or not all(math.isfinite(value) and value >= 0 for value in step):
+            raise ValueError(
+                f"rate_limit_schedule must be SECONDS:RATE[,SECONDS:RATE...] with numbers >= 0, such as 30:30, not {text!r}"
+            )
+        steps.append(step)
+    if any(later[0] <= earlier[0] for earlier, later in zip(steps, steps[1:])):
+        raise ValueError("rate_limit_schedule steps must come in increasing SECONDS")
+    return tuple(steps)
+
+
 @dataclass
 class EmulatorSettings:
-    """Everything the CLI configures. The knobs in RUNTIME_KNOBS can also change while running."""
+    """Everything the CLI configures (each field is the flag --field-name). The knobs in
+    RUNTIME_KNOBS can also change while running (POST /_emulator/faults {"knob": value}); the data
+    knobs (DATA_KNOBS) shape the dataset built at startup (see dataset.DatasetOptions).
+
+    API behaviour:
+    - gzip: gzip-compress Profile API answers (Content-Encoding: gzip, Vary: Accept-Encoding)
+      for requests whose Accept-Encoding accepts gzip, as the HTTP servers in front of Segment do.
+    - max_list_limit: the largest `limit` of events, external_ids, links and the profile listing
+      (1..200; 200 = the seed spec, 100 = "list methods take 1..100" in Segment's docs). Above it:
+      400 validation_error "limit must be between 1 and N". Traits always take 1..200; the profile
+      listing never more than 100.
+    - no_list_method: GET .../collections/users/profiles answers 404 not_found, as in a space
+      where the list method is not available.
+
+    Rate limit (a token bucket per space, counted in requests/s):
+    - rate_limit: requests/s (Segment: 100/s per space); 0 = off.
+    - rate_burst: bucket size; None = one second's worth of the rate in force.
+    - rate_limit_schedule: "SECONDS:RATE[,SECONDS:RATE...]": the other callers of a space sharing
+      its budget. The limit becomes RATE once SECONDS have passed since the first profile request
+      after startup or after the last POST /_emulator/stats/reset; before the first step it is
+      rate_limit. A step reached overrides rate_limit (post rate_limit_schedule "" with a new
+      rate_limit to take the limit back). When the limit changes the bucket keeps its tokens,
+      capped at the new burst. The limit in force is `current_rate_limit` in the stats.
+    - retry_after: what a 429 carries: "none" (Segment documents no Retry-After), "seconds" or
+      "http-date" (a wall-clock instant, as clients read it against their own clock, even though
+      Date follows the emulated clock).
+
+    Faults are probabilities per request: fault_429 (a storm, on top of the rate limit),
+    fault_5xx (500/502/503), fault_reset (no answer), fault_truncate (half the body), fault_slow
+    (slow_seconds more); latency_ms and latency_spread delay every answer.
+
+    Data (not runtime knobs): lone_surrogate_trait, events_per_user, heavy_user_events,
+    late_events ("6,23,72": latenesses in hours) and future_events, as in DatasetOptions.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -112,6 +186,7 @@ class EmulatorSettings:
     latency_spread: float = 0.5
     rate_limit: float = 100.0  # requests/s per space (Segment product limits); 0 = off
     rate_burst: float | None = None  # None: one second's worth of the rate
+    rate_limit_schedule: str = ""  # "SECONDS:RATE,...": the rate left by the space's other callers
     retry_after: str = "none"
     fault_429: float = 0.0
     fault_5xx: float = 0.0
@@ -120,6 +195,14 @@ class EmulatorSettings:
     fault_slow: float = 0.0
     slow_seconds: float = 2.0
     fault_seed: int = 0
+    gzip: bool = False
+    max_list_limit: int = MAX_PAGE_LIMIT
+    no_list_method: bool = False
+    lone_surrogate_trait: bool = False
+    events_per_user: int | None = None
+    heavy_user_events: int | None = None
+    late_events: str = ""  # "6,23,72": hours between an event's timestamp and its arrival
+    future_events: bool = False
 
     def update(self, **knobs: Any) -> None:
         """Change runtime knobs, validating all of them before changing any."""
@@ -146,17 +229,45 @@ class EmulatorSettings:
             raise ValueError("rate_burst must be at least 1")
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ValueError(f"retry_after must be one of {RETRY_AFTER_MODES}")
+        for name in ("gzip", "no_list_method"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
+        if isinstance(self.max_list_limit, bool) or not isinstance(self.max_list_limit, int) or not 1 <= self.max_list_limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"max_list_limit must be a whole number between 1 and {MAX_PAGE_LIMIT}")
+        if not isinstance(self.rate_limit_schedule, str):
+            raise ValueError('rate_limit_schedule must be a string such as "30:30,60:50"')
+        parse_rate_limit_schedule(self.rate_limit_schedule)
+        if not isinstance(self.late_events, str):
+            raise ValueError('late_events must be a string such as "6,23,72"')
+        self.dataset_options()
+
+    def dataset_options(self) -> DatasetOptions:
+        """The data knobs, validated, as the dataset takes them."""
+        return DatasetOptions(
+            lone_surrogate_trait=self.lone_surrogate_trait,
+            events_per_user=self.events_per_user,
+            heavy_user_events=self.heavy_user_events,
+            late_event_hours=parse_late_event_hours(self.late_events),
+            future_events=self.future_events,
+        )
+
+    def burst_for(self, rate: float) -> float:
+        """The bucket size at `rate`: rate_burst, or one second's worth of the rate."""
+        return max(1.0, self.rate_burst if self.rate_burst is not None else rate)
 
     @property
     def effective_burst(self) -> float:
-        return max(1.0, self.rate_burst if self.rate_burst is not None else self.rate_limit)
+        return self.burst_for(self.rate_limit)
 
     def runtime_knobs(self) -> dict:
         return {name: getattr(self, name) for name in RUNTIME_KNOBS}
 
 
+DATA_KNOBS = ("lone_surrogate_trait", "events_per_user", "heavy_user_events", "late_events", "future_events")
 RUNTIME_KNOBS = tuple(
-    item.name for item in fields(EmulatorSettings) if item.name not in ("host", "port", "space_id", "token", "fault_seed")
+    item.name
+    for item in fields(EmulatorSettings)
+    if item.name not in ("host", "port", "space_id", "token", "fault_seed", *DATA_KNOBS)
 )
 
 
@@ -250,11 +361,21 @@ class Outcome:
     truncate: bool = False
     faults: list[str] = field(default_factory=list)
     delay_seconds: float = 0.0
-    retry_after_until: float | None = None  # wall-clock time the client was told to wait until
+    # A 429's wait, in whole seconds, and how Retry-After tells it ("seconds" or "http-date"):
+    # the header is written when the answer is sent, the wait counting from then.
+    retry_after_seconds: int | None = None
+    retry_after_mode: str = "none"
 
     def fail(self, error: ApiError) -> Outcome:
         self.status, self.body = error.status, error.body
         return self
+
+
+class WaitWindow(NamedTuple):
+    """What a 429 with Retry-After told its client: do not come back before `until` (wall clock)."""
+
+    start: float
+    until: float
 
 
 class EmulatorStats:
@@ -268,41 +389,63 @@ class EmulatorStats:
     def reset(self) -> None:
         with self._lock:
             self._requests_total = 0
-            self._by_endpoint = Counter({name: 0 for name in ENDPOINTS.values()})
+            self._by_endpoint = Counter({name: 0 for name in ENDPOINT_NAMES})
             self._by_status: Counter[str] = Counter()
+            self._successful = 0
             self._rate_limited = 0
             self._faults = Counter({"5xx": 0, "reset": 0, "truncate": 0, "slow": 0, "429": 0})
             self._peak_in_flight = self._in_flight
             self._during_retry_after = 0
-            self._retry_after_windows: dict[str, list[tuple[float, float]]] = {}
+            self._wait_windows: dict[str, list[WaitWindow]] = {}
             self._first_arrival: float | None = None
             self._last_finish: float | None = None
             self._log: deque[dict] = deque(maxlen=REQUEST_LOG_SIZE)
 
-    def request_started(self) -> None:
+    @property
+    def first_arrival(self) -> float | None:
+        """When the first profile request since startup or the last reset arrived (wall clock)."""
+        return self._first_arrival
+
+    def request_started(self, arrival: float) -> None:
         with self._lock:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            if self._first_arrival is None:
+                self._first_arrival = arrival
 
     def arrived_in_space(self, space_id: str, arrival: float) -> None:
-        """Counts a request the client sent while a Retry-After told it to wait."""
+        """Counts a request that arrived while a Retry-After told its client to wait.
+
+        Exact, however threads are scheduled: a window's start is read under the lock this check
+        holds, so a request checked before a window opened also arrived before it started."""
         with self._lock:
-            windows = [(start, until) for start, until in self._retry_after_windows.get(space_id, []) if until > arrival]
-            self._retry_after_windows[space_id] = windows
-            if any(start <= arrival for start, _ in windows):
+            windows = [window for window in self._wait_windows.get(space_id, []) if window.until > arrival]
+            self._wait_windows[space_id] = windows
+            if any(window.start <= arrival for window in windows):
                 self._during_retry_after += 1
 
-    def told_to_wait(self, space_id: str, until: float) -> None:
-        """Opens a wait window once the 429 has been written, minus requests already on their way.
+    def open_wait_window(self, space_id: str, seconds: int, until_whole_second: bool) -> WaitWindow:
+        """Opens the wait a 429 with Retry-After is about to tell, just before its bytes are written.
 
-        A request that left the client before the client could read the 429 cannot honour it:
-        the window starts IN_FLIGHT_GRACE_SECONDS after the answer was sent (loopback delivery,
-        plus the client thread getting the GIL to parse it among many workers on a busy 2-core
-        machine), so only requests sent after that count as ignoring the Retry-After. 50 ms is
-        5% of the shortest (1 s) wait: a client that ignores Retry-After still shows at once.
-        """
+        Every profile request that arrives from now until the wait is over counts in
+        requests_during_retry_after: no grace for requests the client already had on their way,
+        since a client that keeps requests in flight past a 429 does not honour it. The window
+        opens as the 429 is handed to the socket rather than after: a thread descheduled between
+        its write and this call must not hide a request the client sent on reading the 429.
+        With `until_whole_second` the wait ends on a whole second, as an HTTP-date tells it."""
         with self._lock:
-            self._retry_after_windows.setdefault(space_id, []).append((time.time() + IN_FLIGHT_GRACE_SECONDS, until))
+            start = time.time()
+            until = math.ceil(start + seconds) if until_whole_second else start + seconds
+            window = WaitWindow(start, until)
+            self._wait_windows.setdefault(space_id, []).append(window)
+            return window
+
+    def withdraw_wait_window(self, space_id: str, window: WaitWindow) -> None:
+        """The 429 could not be written: nobody was told to wait."""
+        with self._lock:
+            windows = self._wait_windows.get(space_id, [])
+            if window in windows:
+                windows.remove(window)
 
     def request_finished(self, outcome: Outcome, arrival: float) -> None:
         with self._lock:
@@ -312,10 +455,9 @@ class EmulatorStats:
                 self._by_endpoint[outcome.endpoint] += 1
             if outcome.status is not None:
                 self._by_status[str(outcome.status)] += 1
+                self._successful += 200 <= outcome.status < 300
             self._rate_limited += outcome.status == 429 and "429" not in outcome.faults
             self._faults.update(outcome.faults)
-            if self._first_arrival is None:
-                self._first_arrival = arrival
             self._last_finish = time.time()
             self._log.append(
                 {
@@ -329,10 +471,11 @@ class EmulatorStats:
 
     def snapshot(self) -> dict:
         with self._lock:
-            elapsed = 0.0 if self._first_arrival is None else self._last_finish - self._first_arrival
+            elapsed = 0.0 if self._first_arrival is None or self._last_finish is None else self._last_finish - self._first_arrival
             arrivals = [entry["t"] for entry in self._log]
             counters = {
                 "requests_total": self._requests_total,
+                "successful_requests": self._successful,
                 "by_endpoint": dict(self._by_endpoint),
                 "by_status": dict(self._by_status),
                 "rate_limited_429": self._rate_limited,
@@ -366,15 +509,18 @@ def _peak_in_any_second(sorted_times: list[float]) -> int:
 class Route(NamedTuple):
     space_id: str
     collection: str
-    external_id: str | None  # None when the raw segment cannot name a profile
-    resource: str
+    external_id: str | None  # None when the raw segment cannot name a profile, or for the listing
+    resource: str  # "profiles" for the listing
     endpoint: str
     path: str  # the raw path, echoed in cursor urls
 
 
 def parse_route(path: str) -> Route | None:
-    """/v1/spaces/{space}/collections/{collection}/profiles/{external_id}/{resource}, else None."""
+    """/v1/spaces/{space}/collections/{collection}/profiles/{external_id}/{resource}, or the users
+    listing /v1/spaces/{space}/collections/users/profiles, else None."""
     parts = path.split("/")
+    if len(parts) == 7 and parts[:3] == ["", "v1", "spaces"] and parts[4:] == ["collections", "users", "profiles"]:
+        return Route(unquote(parts[3]), "users", None, "profiles", LIST_USERS_ENDPOINT, path)
     if len(parts) != 9 or parts[:3] != ["", "v1", "spaces"] or parts[4] != "collections" or parts[6] != "profiles":
         return None
     endpoint = ENDPOINTS.get((parts[5], parts[8]))
@@ -399,12 +545,12 @@ def _parse_query(query_string: str) -> dict[str, str]:
     return {name: values[-1] for name, values in parse_qs(query_string, keep_blank_values=True).items()}
 
 
-def _page_limit(query: dict[str, str], default: int) -> int:
+def _page_limit(query: dict[str, str], default: int, maximum: int) -> int:
     raw = query.get("limit")
     if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-        raise ApiError(*INVALID_LIMIT)
+        return min(default, maximum)
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise ApiError(*invalid_limit(maximum))
     return int(raw)
 
 
@@ -439,8 +585,7 @@ class EventsSelection(NamedTuple):
     """Which events a listing serves. Pinned in the cursor, so later pages see the same window
     even if the clock moves: an events cursor is a snapshot taken at its first page."""
 
-    retention_start_ms: int
-    retention_end_ms: int
+    clock_ms: int  # the events visible at this clock (arrived, and within retention)
     start_ms: int | None
     end_ms: int | None
     ascending: bool
@@ -449,7 +594,7 @@ class EventsSelection(NamedTuple):
     offset: int
 
     @classmethod
-    def from_query(cls, query: dict[str, str], retention: tuple[int, int]) -> EventsSelection:
+    def from_query(cls, query: dict[str, str], clock_ms: int) -> EventsSelection:
         sort = query.get("sort", "desc")
         if sort not in ("asc", "desc"):
             raise ApiError(400, "validation_error", "sort must be asc or desc")
@@ -462,7 +607,7 @@ class EventsSelection(NamedTuple):
                 raise ApiError(400, "validation_error", f"{name} must be an ISO 8601 timestamp") from None
         include = _names(query["include"]) if query.get("include") else None
         exclude = _names(query["exclude"]) if query.get("exclude") else None
-        return cls(*retention, *bounds, sort == "asc", include, exclude, 0)
+        return cls(clock_ms, *bounds, sort == "asc", include, exclude, 0)
 
     @classmethod
     def from_cursor(cls, token: str) -> EventsSelection:
@@ -471,7 +616,7 @@ class EventsSelection(NamedTuple):
             raise ApiError(*INVALID_CURSOR)
         selection = cls(**{name: state[name] for name in cls._fields})
         valid = (
-            all(_is_count(bound) for bound in (selection.retention_start_ms, selection.retention_end_ms))
+            _is_count(selection.clock_ms)
             and all(bound is None or _is_count(bound) for bound in (selection.start_ms, selection.end_ms))
             and isinstance(selection.ascending, bool)
             and all(names is None or _is_name_list(names) for names in (selection.include, selection.exclude))
@@ -487,22 +632,47 @@ class EventsSelection(NamedTuple):
 class ProfileApi:
     """Answers profile requests from the dataset; knows nothing of HTTP, faults or rate limits."""
 
-    def __init__(self, dataset: Dataset, clock: EmulatorClock):
+    def __init__(self, dataset: Dataset, clock: EmulatorClock, settings: EmulatorSettings):
         self.dataset = dataset
         self.clock = clock
+        self.settings = settings
 
     def answer(self, request: ApiRequest) -> bytes:
         """The body of a 200 answer; raises ApiError for a 4xx."""
         route = request.route
+        if route.endpoint == LIST_USERS_ENDPOINT:
+            return to_json_bytes(self._list_users(request))
         profile = None if route.external_id is None else self.dataset.find(route.collection, route.external_id)
         if profile is None:
             raise ApiError(*PROFILE_NOT_FOUND)
         answer = getattr(self, f"_{route.resource}")(profile, request)
         return answer if isinstance(answer, bytes) else to_json_bytes(answer)
 
+    def _list_limit(self, request: ApiRequest, default: int) -> int:
+        """`limit` of a listing other than traits: 1..max_list_limit."""
+        return _page_limit(request.query, default, self.settings.max_list_limit)
+
+    def _list_users(self, request: ApiRequest) -> dict:
+        """The users' segment ids, in user order, from offset `next` ("0" or absent: the first)."""
+        if self.settings.no_list_method:
+            raise ApiError(*ROUTE_NOT_FOUND)
+        maximum = min(LIST_PROFILES_MAX_LIMIT, self.settings.max_list_limit)
+        limit = _page_limit(request.query, LIST_PROFILES_DEFAULT_LIMIT, maximum)
+        raw_offset = request.query.get("next") or "0"
+        if not (raw_offset.isascii() and raw_offset.isdigit()):
+            raise ApiError(*INVALID_CURSOR)
+        offset = int(raw_offset)
+        end = offset + limit
+        segment_ids = self.dataset.user_segment_ids[offset:end]
+        next_token = str(end) if end < self.dataset.user_count else None
+        return {
+            "data": [{"segment_id": segment_id} for segment_id in segment_ids],
+            "cursor": self._cursor(request, limit, next_token),
+        }
+
     def _traits(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
         query = request.query
-        limit = _page_limit(query, TRAITS_DEFAULT_LIMIT)
+        limit = _page_limit(query, TRAITS_DEFAULT_LIMIT, MAX_PAGE_LIMIT)
         names = profile.trait_names
         if query.get("include"):
             wanted = set(_names(query["include"]))
@@ -533,51 +703,70 @@ class ProfileApi:
         return {"traits": traits, "cursor": self._cursor(request, limit, names[start + limit] if has_more else None)}
 
     def _events(self, user: UserProfile, request: ApiRequest) -> dict | bytes:
-        limit = _page_limit(request.query, DEFAULT_LIMIT)
+        limit = self._list_limit(request, DEFAULT_LIMIT)
         token = request.query.get("next")
         if token:
             selection = EventsSelection.from_cursor(token)
         else:
-            selection = EventsSelection.from_query(request.query, self.dataset.retention_window(self.clock.now_ms))
-        window = self.dataset.events_between(user, selection.retention_start_ms, selection.retention_end_ms)
+            selection = EventsSelection.from_query(request.query, self.clock.now_ms)
+        window = self.dataset.visible_events(user, selection.clock_ms)
+        events = window.events
         # start is inclusive, end exclusive
         low = 0 if selection.start_ms is None else bisect.bisect_left(window.timestamps, selection.start_ms)
-        high = len(window.events) if selection.end_ms is None else bisect.bisect_left(window.timestamps, selection.end_ms)
-        events = window.events[low:high]
-        if selection.include is not None:
-            events = [event for event in events if event.name in selection.include]
-        if selection.exclude is not None:
-            events = [event for event in events if event.name not in selection.exclude]
-        if not events:
+        high = len(events) if selection.end_ms is None else bisect.bisect_left(window.timestamps, selection.end_ms)
+        if selection.include is not None or selection.exclude is not None:
+            events = events[low:high]
+            if selection.include is not None:
+                events = [event for event in events if event.name in selection.include]
+            if selection.exclude is not None:
+                events = [event for event in events if event.name not in selection.exclude]
+            low, high = 0, len(events)
+        # Without filters a page is sliced straight out of the window: a user with 100,000 events
+        # costs a page its own events, not a copy of all of them.
+        count = max(0, high - low)
+        if not count:
             return {"data": None, "cursor": dict(LAST_PAGE_CURSOR)}
-        if not selection.ascending:
-            events.reverse()
-        end = selection.offset + limit
-        next_token = selection.cursor_at(end) if end < len(events) else None
-        page = b",".join([event.json for event in events[selection.offset : end]])
-        return b'{"data":[' + page + b'],"cursor":' + to_json_bytes(self._cursor(request, limit, next_token)) + b"}"
+        first, stop = min(selection.offset, count), min(selection.offset + limit, count)
+        if selection.ascending:
+            page = events[low + first : low + stop]
+        else:  # newest first
+            page = events[high - stop : high - first][::-1]
+        next_token = selection.cursor_at(selection.offset + limit) if selection.offset + limit < count else None
+        body = b",".join([event.json for event in page])
+        return b'{"data":[' + body + b'],"cursor":' + to_json_bytes(self._cursor(request, limit, next_token)) + b"}"
 
     def _external_ids(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
-        return self._offset_page(request, profile.external_ids, "external_ids", _page_limit(request.query, DEFAULT_LIMIT))
+        items = profile.external_ids
+        return self._offset_page(request, len(items), items.__getitem__, "external_ids", self._list_limit(request, DEFAULT_LIMIT))
 
     def _metadata(self, user: UserProfile, request: ApiRequest) -> dict:
         return user.metadata
 
     def _links(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
-        limit = min(_page_limit(request.query, DEFAULT_LIMIT), LINKS_MAX_PAGE)
+        limit = min(self._list_limit(request, DEFAULT_LIMIT), LINKS_MAX_PAGE)
         if isinstance(profile, UserProfile):
             links = self.dataset.user_links(profile)
             if not profile.links_have_cursor:  # users link to 3 accounts at most: one page
                 return {"data": links}
-        else:
-            links = self.dataset.account_links(profile)
-        return self._offset_page(request, links, "links", limit)
+            return self._offset_page(request, len(links), links.__getitem__, "links", limit)
+        # an account of a big space has thousands of users: only the page's are looked up
+        account = profile
+        return self._offset_page(
+            request,
+            len(account.user_indexes),
+            lambda page: self.dataset.account_links(account, page.start, page.stop),
+            "links",
+            limit,
+        )
 
-    def _offset_page(self, request: ApiRequest, items: list, kind: str, limit: int) -> dict:
+    def _offset_page(
+        self, request: ApiRequest, total: int, items_in: Callable[[slice], list], kind: str, limit: int
+    ) -> dict:
+        """A page of `total` items from the cursor's offset; `items_in(slice)` gives the page's items."""
         offset = decode_cursor(request.query["next"], kind)["offset"] if request.query.get("next") else 0
         end = offset + limit
-        next_token = encode_cursor({"kind": kind, "offset": end}) if end < len(items) else None
-        return {"data": items[offset:end], "cursor": self._cursor(request, limit, next_token)}
+        next_token = encode_cursor({"kind": kind, "offset": end}) if end < total else None
+        return {"data": items_in(slice(offset, end)), "cursor": self._cursor(request, limit, next_token)}
 
     def _cursor(self, request: ApiRequest, limit: int, next_token: str | None) -> dict:
         """The url of the next page is relative for users and absolute for accounts: the real API
@@ -618,12 +807,36 @@ class EmulatorServer(ThreadingHTTPServer):
         self.settings = settings
         self.dataset = dataset
         self.clock = EmulatorClock(dataset.now_ms)
-        self.api = ProfileApi(dataset, self.clock)
+        self.api = ProfileApi(dataset, self.clock, settings)
         self.stats = EmulatorStats()
         self.limiter = SpaceRateLimiter()
         self.faults = FaultInjector(settings.fault_seed)
         self._expected_authorization = "Basic " + base64.b64encode(f"{settings.token}:".encode()).decode()
+        self._parsed_schedule: tuple[str, tuple[tuple[float, float], ...]] = ("", ())
         super().__init__((settings.host, settings.port), ProfileApiHandler)
+
+    def http_date(self) -> str:
+        """The emulated clock as an HTTP Date header."""
+        return formatdate(self.clock.now_ms / 1000, usegmt=True)
+
+    def current_rate_limit(self, now: float) -> float:
+        """The limit in force at wall-clock `now`: the last rate_limit_schedule step reached since
+        the first profile request (after startup or the last stats reset), else rate_limit."""
+        settings = self.settings
+        rate = settings.rate_limit
+        origin = self.stats.first_arrival
+        if settings.rate_limit_schedule and origin is not None:
+            text, steps = self._parsed_schedule
+            if text != settings.rate_limit_schedule:  # parsed once per change, not per request
+                text, steps = settings.rate_limit_schedule, parse_rate_limit_schedule(settings.rate_limit_schedule)
+                self._parsed_schedule = (text, steps)
+            for after_seconds, scheduled_rate in steps:
+                if now - origin >= after_seconds:
+                    rate = scheduled_rate
+        return rate
+
+    def stats_snapshot(self) -> dict:
+        return {**self.stats.snapshot(), "current_rate_limit": self.current_rate_limit(time.time())}
 
     @property
     def url(self) -> str:
@@ -664,15 +877,16 @@ class EmulatorServer(ThreadingHTTPServer):
         outcome.space_id = route.space_id
         self.stats.arrived_in_space(route.space_id, arrival)
 
-        wait = self.limiter.try_acquire(route.space_id, settings.rate_limit, settings.effective_burst, time.monotonic())
+        rate = self.current_rate_limit(arrival)
+        wait = self.limiter.try_acquire(route.space_id, rate, settings.burst_for(rate), time.monotonic())
         if wait:
-            return self._too_many_requests(outcome, wait, arrival)
+            return self._too_many_requests(outcome, wait)
         if draw.slow:
             outcome.faults.append("slow")
             outcome.delay_seconds += settings.slow_seconds
         if draw.kind == "429":
             outcome.faults.append("429")
-            return self._too_many_requests(outcome, 1.0, arrival)
+            return self._too_many_requests(outcome, 1.0)
         if draw.kind == "5xx":
             outcome.faults.append("5xx")
             return outcome.fail(ApiError(draw.server_error_status, *SERVER_ERRORS[draw.server_error_status]))
@@ -691,18 +905,37 @@ class EmulatorServer(ThreadingHTTPServer):
             outcome.fail(error)
         return outcome
 
-    def _too_many_requests(self, outcome: Outcome, wait_seconds: float, arrival: float) -> Outcome:
+    def _too_many_requests(self, outcome: Outcome, wait_seconds: float) -> Outcome:
         outcome.fail(ApiError(429, "rate_limit_error", "Too many requests"))
         mode = self.settings.retry_after
         if mode != "none":
-            seconds = max(1, math.ceil(wait_seconds))  # Retry-After has whole seconds
-            if mode == "seconds":
-                outcome.retry_after_until = arrival + seconds
-                outcome.headers.append(("Retry-After", str(seconds)))
-            else:
-                outcome.retry_after_until = math.ceil(arrival + seconds)
-                outcome.headers.append(("Retry-After", formatdate(outcome.retry_after_until, usegmt=True)))
+            # Retry-After has whole seconds; the header is made when the 429 is sent (after any
+            # latency), so that the wait it tells starts when the client can read it.
+            outcome.retry_after_seconds = max(1, math.ceil(wait_seconds))
+            outcome.retry_after_mode = mode
         return outcome
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header accepts gzip: listed (or `*`) with a q-value above 0."""
+    if not accept_encoding:
+        return False
+    weights = {}
+    for item in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.lower()] = weight
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
 
 
 class RequestHeaders(dict):
@@ -766,11 +999,12 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
             self._send(405, error_body("method_not_allowed", "Only GET is supported."))
 
     def _serve_profile_api(self, path: str, query_string: str) -> None:
-        stats = self.server.stats
+        server = self.server
+        stats = server.stats
         arrival = time.time()
-        stats.request_started()
+        stats.request_started(arrival)
         try:
-            outcome = self.server.decide(path, query_string, self.headers, arrival)
+            outcome = server.decide(path, query_string, self.headers, arrival)
         except Exception:
             traceback.print_exc()
             outcome = Outcome(status=500, body=error_body(*SERVER_ERRORS[500]))
@@ -781,13 +1015,23 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
         if outcome.status is None:
             self.close_connection = True  # a reset: hang up without a word
             return
+        body, headers = outcome.body, list(outcome.headers)
+        if server.settings.gzip:
+            headers.append(("Vary", "Accept-Encoding"))
+            if accepts_gzip(self.headers.get("Accept-Encoding")):
+                body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+                headers.append(("Content-Encoding", "gzip"))
+        window = None
+        if outcome.retry_after_seconds is not None:
+            http_date = outcome.retry_after_mode == "http-date"
+            window = stats.open_wait_window(outcome.space_id, outcome.retry_after_seconds, until_whole_second=http_date)
+            headers.append(("Retry-After", formatdate(window.until, usegmt=True) if http_date else str(outcome.retry_after_seconds)))
         try:
-            self._send(outcome.status, outcome.body, outcome.headers, outcome.truncate)
+            self._send(outcome.status, body, headers, outcome.truncate)
         except ConnectionError:
             self.close_connection = True
-            return
-        if outcome.retry_after_until is not None:
-            stats.told_to_wait(outcome.space_id, outcome.retry_after_until)
+            if window is not None:
+                stats.withdraw_wait_window(outcome.space_id, window)
 
     def _serve_admin(self, method: str, path: str, query_string: str, request_body: bytes) -> None:
         server = self.server
@@ -795,10 +1039,10 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
         query = _parse_query(query_string)
         try:
             if route == ("GET", "stats"):
-                answer = server.stats.snapshot()
+                answer = server.stats_snapshot()
             elif route == ("POST", "stats/reset"):
                 server.stats.reset()
-                answer = server.stats.snapshot()
+                answer = server.stats_snapshot()
             elif route == ("GET", "requests"):
                 answer = server.stats.requests()
             elif route == ("GET", "clock"):
@@ -808,6 +1052,13 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
             elif route == ("GET", "ground-truth"):
                 self._send_chunked(ground_truth_chunks(server.dataset, server.clock.now_ms))
                 return
+            elif route == ("GET", "lookup-ids"):
+                # what a connector config lists, without the ground truth's events (a space of
+                # 100,000 users has millions)
+                answer = {
+                    "users": server.dataset.user_lookup_ids,
+                    "accounts": [account.lookup_id for account in server.dataset.accounts],
+                }
             elif route == ("GET", "faults"):
                 answer = server.settings.runtime_knobs()
             elif route == ("POST", "faults"):
@@ -831,7 +1082,7 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
     def _send_chunked(self, chunks: Iterator[bytes]) -> None:
         """A 200 JSON answer too big to hold whole, sent in chunks as it is produced."""
         head = ["HTTP/1.1 200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked"]
-        head.append(f"Request-Id: {uuid.uuid4().hex}")
+        head += [f"Request-Id: {uuid.uuid4().hex}", f"Date: {self.server.http_date()}"]
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         for chunk in _coalesce(chunks, 1 << 18):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -847,12 +1098,14 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = (), truncate: bool = False) -> None:
         """One write per response. A truncated response announces the full length, sends half of
-        the body and hangs up."""
+        the body and hangs up. The one Date header is the emulated clock's (the response is
+        written here, not through http.server's send_response, which would add the wall clock's)."""
         lines = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
             "Content-Type: application/json",
             f"Content-Length: {len(body)}",
             f"Request-Id: {uuid.uuid4().hex}",
+            f"Date: {self.server.http_date()}",
         ]
         lines += [f"{name}: {value}" for name, value in headers]
         if truncate:

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 from .server import EmulatorSettings
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
-READY_TIMEOUT_SECONDS = 30
+# A space of 100,000 users takes about 20 s to index on a 2-core machine (cli.main prints the time).
+READY_TIMEOUT_SECONDS = 120
 
 
 class RunningEmulator:
@@ -54,8 +55,13 @@ class RunningEmulator:
     def ground_truth(self) -> dict:
         return self._admin("GET", "ground-truth")
 
+    def lookup_ids(self) -> dict:
+        """{"users": [...], "accounts": [...]}: every profile's lookup id, without the ground truth."""
+        return self._admin("GET", "lookup-ids")
+
     def set_faults(self, **knobs: Any) -> dict:
-        """Changes fault, latency and rate-limit knobs (snake_case, as the CLI flags)."""
+        """Changes runtime knobs (snake_case, as the CLI flags): faults, latency, rate limit and
+        schedule, gzip, max_list_limit, no_list_method."""
         return self._admin("POST", "faults", knobs)
 
     def _admin(self, method: str, route: str, body: Any = None) -> Any:
@@ -66,11 +72,15 @@ class RunningEmulator:
 
 
 def emulator_command(**options: Any) -> list[str]:
-    """The CLI invocation for options named like the flags: rate_limit=0 -> --rate-limit 0."""
+    """The CLI invocation for options named like the flags: rate_limit=0 -> --rate-limit 0,
+    gzip=True -> --gzip (a switch; False and None leave an option out)."""
     command = [sys.executable, "-m", "segment_profile_emulator"]
     for name, value in options.items():
-        if value is not None:
-            command += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            command.append(flag)
+        elif value is not None and value is not False:
+            command += [flag, str(value)]
     return command
 
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from segment_profile_emulator.testing import running_emulator
+from unit_tests.emulator.paging import api_session, get, page_through
 
 NOW = "2026-11-20T10:00:00Z"
 UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "The specified token is invalid."}}
@@ -30,34 +31,8 @@ def truth(emulator):
 
 @pytest.fixture(scope="module")
 def api(emulator):
-    session = requests.Session()
-    session.auth = (emulator.token, "")
-    yield session
-    session.close()
-
-
-def get(api, emulator, collection, external_id, resource, **params):
-    return api.get(emulator.profile_url(collection, external_id, resource), params=params, timeout=30)
-
-
-def page_through(api, emulator, collection, external_id, resource, items_key, **params):
-    """Every item of a listing, following each cursor's url; and the cursors seen."""
-    response = get(api, emulator, collection, external_id, resource, **params)
-    items, cursors = [], []
-    while True:
-        assert response.status_code == 200, response.text
-        body = response.json()
-        page = body[items_key]
-        if isinstance(page, dict):
-            items += page.items()
-        elif page is not None:
-            items += page
-        cursor = body.get("cursor")
-        cursors.append(cursor)
-        if cursor is None or not cursor["has_more"]:
-            return items, cursors
-        url = cursor["url"] if cursor["url"].startswith("http") else emulator.url + cursor["url"]
-        response = api.get(url, timeout=30)
+    with api_session(emulator) as session:
+        yield session
 
 
 def first_user(truth, condition):

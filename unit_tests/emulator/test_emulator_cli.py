@@ -9,6 +9,7 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 
+import pytest
 import requests
 
 from segment_profile_emulator.dataset import build_dataset, ground_truth
@@ -96,3 +97,39 @@ def test_invalid_options_are_refused_with_a_message():
     result = subprocess.run([sys.executable, "-m", "segment_profile_emulator", "--retry-after", "never"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "--retry-after" in result.stderr
+
+
+def test_switches_are_bare_flags_and_false_leaves_them_out():
+    command = emulator_command(gzip=True, future_events=False, no_list_method=True, max_list_limit=100, late_events="6,23")
+    assert command[3:] == ["--gzip", "--no-list-method", "--max-list-limit", "100", "--late-events", "6,23"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(max_list_limit=0), "max_list_limit must be a whole number between 1 and 200"),
+        (dict(rate_limit_schedule="30"), "rate_limit_schedule must be SECONDS:RATE"),
+        (dict(late_events="6,x"), "late_events must be hours"),
+        (dict(late_events="400"), "late_events hours must be above 0 and below 336"),
+        (dict(events_per_user=-1), "events_per_user must be a whole number"),
+    ],
+)
+def test_invalid_new_options_are_refused_with_a_message(options, message):
+    result = subprocess.run(emulator_command(**options), capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_data_options_reach_the_dataset_and_its_ground_truth_file(tmp_path):
+    truth_file = tmp_path / "truth.json"
+    options = dict(users=15, accounts=1, seed=9, now=NOW, events_per_user=30, late_events="5", future_events=True,
+                   lone_surrogate_trait=True)
+    with running_emulator(**options, ground_truth=truth_file) as emulator:
+        served = emulator.ground_truth()
+    expected = ground_truth(build_dataset(
+        users=15, accounts=1, seed=9, now=NOW, events_per_user=30, late_event_hours=(5,), future_events=True,
+        lone_surrogate_trait=True,
+    ))
+    assert json.loads(truth_file.read_text()) == served == expected
+    assert [len(user["events"]) for user in served["users"]][:5] == [30, 30 + 336 - 5, 30, 30, 31]
+    assert served["users"][3]["traits"]["nickname"] == "\ufffd rocket"

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from segment_profile_emulator import dataset as dataset_module
 from segment_profile_emulator.dataset import RETENTION_MS, build_dataset, ground_truth, parse_timestamp
 
 NOW = "2026-11-20T10:00:00Z"
@@ -111,3 +112,21 @@ def test_a_thousand_users_build_quickly():
     started = time.monotonic()
     build_dataset(users=1000, accounts=50, seed=1, now=NOW)
     assert time.monotonic() - started < 5
+
+
+def test_profiles_are_rebuilt_the_same_when_the_cache_no_longer_holds_them(monkeypatch):
+    reference = ground_truth(build_dataset(users=40, accounts=3, seed=2, now=NOW))
+    monkeypatch.setattr(dataset_module, "PROFILE_CACHE_SIZE", 4)  # a space too big to keep its profiles
+    space = build_dataset(users=40, accounts=3, seed=2, now=NOW)
+    assert ground_truth(space) == reference
+    for index, user in enumerate(reference["users"]):  # every id finds its user, built again
+        for profile_id in (*user["ids"], f"segment_id:{user['segment_id']}", user["segment_id"]):
+            assert space.find("users", profile_id).index == index, profile_id
+    for account in reference["accounts"]:
+        for profile_id in (*account["ids"], f"segment_id:{account['segment_id']}", account["segment_id"]):
+            assert space.find("accounts", profile_id).lookup_id == account["lookup_id"]
+    for unknown in ("user_id:nobody", "segment_id:use_nobody", reference["users"][0]["ids"][0].split(":", 1)[1]):
+        assert space.find("users", unknown) is None
+    assert [link["external_ids"][0]["id"] for link in space.account_links(space.accounts[0], 1, 3)] == [
+        link["external_ids"][0]["id"] for link in reference["accounts"][0]["links"][1:3]
+    ]

@@ -13,7 +13,6 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from segment_profile_emulator.server import IN_FLIGHT_GRACE_SECONDS
 from segment_profile_emulator.testing import running_emulator
 
 LOOKUP_ID = "user_id:user-00000"
@@ -62,18 +61,27 @@ def test_requests_above_the_rate_get_429_without_retry_after_by_default():
         assert stats["requests_during_retry_after"] == 0
 
 
-def test_requests_sent_while_told_to_wait_are_counted():
+def test_requests_sent_while_told_to_wait_are_counted_even_right_after_the_429():
     with running_emulator(users=5, rate_limit=2, retry_after="seconds") as emulator, session_for(emulator) as session:
         statuses = [session.get(traits_url(emulator), timeout=10).status_code for _ in range(2)]
         limited = session.get(traits_url(emulator), timeout=10)
         assert statuses == [200, 200] and limited.status_code == 429
         assert limited.headers["Retry-After"] == "1"
-        for _ in range(3):  # impatient: each 429 tells it to wait again
-            time.sleep(IN_FLIGHT_GRACE_SECONDS * 3)  # past the grace given to requests already in flight
+        for _ in range(3):  # impatient, at once: each 429 tells it to wait again, and no grace hides it
             assert session.get(traits_url(emulator), timeout=10).headers["Retry-After"] == "1"
         time.sleep(1.1)
         assert session.get(traits_url(emulator), timeout=10).status_code == 200  # patient
         assert emulator.stats()["requests_during_retry_after"] == 3
+
+
+def test_the_wait_counts_from_when_the_429_is_sent_not_from_when_its_request_arrived():
+    with running_emulator(users=5, rate_limit=1, retry_after="seconds", latency_ms=300, latency_spread=0) as emulator:
+        with session_for(emulator) as session:
+            assert session.get(traits_url(emulator), timeout=10).status_code == 200
+            assert session.get(traits_url(emulator), timeout=10).headers["Retry-After"] == "1"
+            time.sleep(0.8)  # 1.1 s after its request arrived, but 0.8 s after the 429 was read: too early
+            session.get(traits_url(emulator), timeout=10)
+        assert emulator.stats()["requests_during_retry_after"] == 1
 
 
 def test_retry_after_can_be_an_http_date():
@@ -89,6 +97,36 @@ def test_retry_after_can_be_an_http_date():
 def test_a_burst_size_can_differ_from_the_rate():
     with running_emulator(users=5, rate_limit=1, rate_burst=3) as emulator:
         assert statuses_of(emulator, 4) == [200, 200, 200, 429]
+
+
+def test_the_rate_limit_schedule_lowers_the_limit_and_caps_the_bucket_at_the_new_burst():
+    with running_emulator(users=5, rate_limit=50, rate_limit_schedule="1:2") as emulator:
+        assert emulator.stats()["current_rate_limit"] == 50
+        started = time.monotonic()
+        assert statuses_of(emulator, 5) == [200] * 5  # the schedule's clock starts with the first request
+        assert emulator.stats()["current_rate_limit"] == 50
+        time.sleep(max(0.0, 1.05 - (time.monotonic() - started)))
+        assert emulator.stats()["current_rate_limit"] == 2
+        # 45 tokens were left at 50/s; at 2/s the bucket holds 2 at most
+        assert statuses_of(emulator, 3) == [200, 200, 429]
+        assert emulator.stats()["successful_requests"] == 7
+        emulator.reset_stats()  # the schedule starts again with the next request
+        assert emulator.stats()["current_rate_limit"] == 50
+
+
+def test_the_schedule_and_the_limit_change_while_running():
+    with running_emulator(users=5, rate_limit=0) as emulator:
+        assert statuses_of(emulator, 3) == [200] * 3
+        knobs = emulator.set_faults(rate_limit_schedule="0:1")  # counted from the first request, long past
+        assert knobs["rate_limit_schedule"] == "0:1" and emulator.stats()["current_rate_limit"] == 1
+        assert statuses_of(emulator, 2) == [200, 429]
+        emulator.set_faults(rate_limit_schedule="", rate_limit=30)
+        assert emulator.stats()["current_rate_limit"] == 30
+        for invalid in ("30", "a:b", "10:5,5:1", "-1:3"):
+            with pytest.raises(urllib.error.HTTPError) as rejected:
+                emulator.set_faults(rate_limit_schedule=invalid)
+            assert rejected.value.code == 400
+        assert emulator.set_faults()["rate_limit_schedule"] == ""
 
 
 # --- injected faults ----------------------------------------------------------------------------
@@ -189,9 +227,10 @@ def test_stats_count_requests_by_endpoint_and_status_and_log_them():
         assert stats["requests_total"] == 6
         assert stats["by_endpoint"] == {
             "user_traits": 3, "user_events": 1, "user_external_ids": 0, "user_metadata": 0, "user_links": 0,
-            "account_traits": 1, "account_external_ids": 0, "account_links": 0,
+            "account_traits": 1, "account_external_ids": 0, "account_links": 0, "list_users": 0,
         }
         assert stats["by_status"] == {"200": 3, "404": 2, "401": 1}
+        assert stats["successful_requests"] == 3 and stats["current_rate_limit"] == 0
         assert stats["elapsed_seconds"] > 0 and stats["peak_requests_per_second"] == 6
         log = emulator.requests()
         assert [entry["status"] for entry in log] == [200, 200, 404, 200, 401, 404]

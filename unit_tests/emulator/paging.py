@@ -1,0 +1,40 @@
+"""Reading the emulator as a client does: an authenticated session and cursor following."""
+
+from __future__ import annotations
+
+import requests
+
+
+def api_session(emulator) -> requests.Session:
+    session = requests.Session()
+    session.auth = (emulator.token, "")
+    return session
+
+
+def get(api, emulator, collection, external_id, resource, **params):
+    return api.get(emulator.profile_url(collection, external_id, resource), params=params, timeout=30)
+
+
+def follow_cursors(api, emulator, response, items_key):
+    """Every item from `response` on, following each cursor's url (relative or absolute); and the
+    cursors seen."""
+    items, cursors = [], []
+    while True:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        page = body[items_key]
+        if isinstance(page, dict):
+            items += page.items()
+        elif page is not None:
+            items += page
+        cursor = body.get("cursor")
+        cursors.append(cursor)
+        if cursor is None or not cursor["has_more"]:
+            return items, cursors
+        url = cursor["url"] if cursor["url"].startswith("http") else emulator.url + cursor["url"]
+        response = api.get(url, timeout=30)
+
+
+def page_through(api, emulator, collection, external_id, resource, items_key, **params):
+    """Every item of a profile's listing, following each cursor's url; and the cursors seen."""
+    return follow_cursors(api, emulator, get(api, emulator, collection, external_id, resource, **params), items_key)
