@@ -109,7 +109,7 @@ class RateBudget:
         now = clock()
         self._next_slot = now
         self._paused_until = now
-        self._pauses = 0
+        self._changes = 0  # cuts and pauses so far: a waiting thread whose count is stale queues again
         self._last_cut_at = float("-inf")
         self.requests_granted = 0
         self.rate_limited = 0
@@ -129,12 +129,14 @@ class RateBudget:
                 slot = max(now, self._next_slot, self._paused_until)
                 # A budget left idle does not bank slots for a later burst.
                 self._next_slot = slot + 1.0 / self._rate.at(slot)
-                pauses_seen = self._pauses
+                changes_seen = self._changes
             if slot > now:
                 self._sleep(slot - now)
             with self._lock:
-                if self._pauses != pauses_seen and slot < self._paused_until:
-                    continue  # a pause began while this thread slept: queue again behind it
+                if self._changes != changes_seen:
+                    # A cut or a pause came while this thread waited: its slot was spaced for the
+                    # old rate (or falls in the pause), so it queues again at the new spacing.
+                    continue
                 self.requests_granted += 1
                 return slot
 
@@ -156,9 +158,14 @@ class RateBudget:
                 resume_at = now + retry_after_seconds
                 self.seconds_paused += resume_at - max(now, self._paused_until)
                 self._paused_until = resume_at
-                self._pauses += 1
-                self._next_slot = max(self._next_slot, resume_at)
+                self._changes += 1
             if new_event:
-                self._rate.cut(peak, epoch=max(now, self._paused_until))
+                resume_at = max(now, self._paused_until)
+                self._rate.cut(peak, epoch=resume_at)
                 self._last_cut_at = now
+                self._changes += 1
                 self.cuts += 1
+            if new_event or retry_after_seconds:
+                # Slots granted before this answer were spaced for the old rate: from here, one
+                # slot at a time at the new spacing, starting when any pause ends.
+                self._next_slot = max(now, self._paused_until)
