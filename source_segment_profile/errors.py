@@ -70,12 +70,6 @@ class RepeatedCursor(ProfileApiError):
     failure_type = FailureType.system_error
 
 
-class ReaderProcessFailed(ProfileApiError):
-    """The process reading profiles died, or failed with an error that is none of the above."""
-
-    failure_type = FailureType.system_error
-
-
 class StateError(AirbyteTracedException):
     """A state the connector cannot read: the user resets the stream to start over."""
 
