@@ -222,7 +222,9 @@ class ProfileApiClient:
                     raise UnexpectedResponse(
                         f"The Profile API refused {describe_request(endpoint, external_id, request_id)} with "
                         f"HTTP {status}: {body_excerpt(body)!r}. This is not retried; check "
-                        "'trait_names' and the id, or report it with the Request-Id."
+                        "'trait_names' and the id, or report it with the Request-Id.",
+                        status=status,
+                        request_id=request_id,
                     )
             failed_attempts += 1
             if failed_attempts > self._config.max_retries:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from airbyte_cdk.models import FailureType
@@ -68,6 +68,8 @@ class ConnectorConfig:
     rate_limit_max_wait_seconds: float
     events_lookback_seconds: float
     page_size: int
+    read_all_users: bool = False
+    accounts_from_user_links: bool = False
 
     @property
     def host(self) -> str:
@@ -84,10 +86,12 @@ def parse_config(raw: Mapping[str, Any]) -> ConnectorConfig:
     base_url = _base_url(raw.get("api_base_url"), region)
     user_ids = _external_ids(raw, "user_external_ids")
     account_ids = _external_ids(raw, "account_external_ids")
-    if not user_ids and not account_ids:
+    read_all_users = _flag(raw, "read_all_users")
+    accounts_from_user_links = _flag(raw, "accounts_from_user_links")
+    if not user_ids and not account_ids and not read_all_users:
         raise ConfigError(
-            "Config fields 'user_external_ids' and 'account_external_ids' are both empty: "
-            "list at least one profile id such as 'user_id:abc123' or 'group_id:acme'."
+            "Config fields 'user_external_ids' and 'account_external_ids' are both empty and 'read_all_users' is off: "
+            "list at least one profile id such as 'user_id:abc123' or 'group_id:acme', or turn on 'read_all_users'."
         )
     trait_names = raw.get("trait_names") or []
     if not isinstance(trait_names, list) or not all(isinstance(name, str) and name for name in trait_names):
@@ -110,7 +114,26 @@ def parse_config(raw: Mapping[str, Any]) -> ConnectorConfig:
         rate_limit_max_wait_seconds=60 * _number(raw, "rate_limit_max_wait_minutes", DEFAULT_RATE_LIMIT_MAX_WAIT_MINUTES),
         events_lookback_seconds=_events_lookback_seconds(raw),
         page_size=page_size,
+        read_all_users=read_all_users,
+        accounts_from_user_links=accounts_from_user_links,
     )
+
+
+def _flag(raw: Mapping[str, Any], field: str) -> bool:
+    value = raw.get(field, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"Config field '{field}' is {value!r}; it must be true or false.")
+    return value
+
+
+def ids_segment_would_not_match(external_ids: Iterable[str]) -> list[str]:
+    """Ids with surrounding whitespace or upper-case letters, which Segment never matches.
+
+    Segment's docs (since July 2025): "Make Profile API queries using a lowercase external_id.
+    Queries with an external_id in other casing won't return any profiles." They are read as
+    given (the user may know better), with a warning.
+    """
+    return [external_id for external_id in external_ids if external_id != external_id.strip() or external_id != external_id.lower()]
 
 
 def _required_string(raw: Mapping[str, Any], field: str, secret: bool = False) -> str:

@@ -17,7 +17,8 @@ BODY_EXCERPT_CHARS = 200
 
 
 def describe_request(endpoint: str, external_id: str, request_id: Optional[str]) -> str:
-    return f"{endpoint} for profile {mask_external_id(external_id)} (Request-Id {request_id or 'none'})"
+    profile = f" for profile {mask_external_id(external_id)}" if external_id else ""
+    return f"{endpoint}{profile} (Request-Id {request_id or 'none'})"
 
 
 def body_excerpt(body: bytes) -> str:
@@ -62,6 +63,11 @@ class UnexpectedResponse(ProfileApiError):
     """A 4xx other than 401/403/404/429, or a body that is not the JSON the API documents."""
 
     failure_type = FailureType.system_error
+
+    def __init__(self, message: str, status: Optional[int] = None, request_id: Optional[str] = None):
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
 
 
 class RepeatedCursor(ProfileApiError):

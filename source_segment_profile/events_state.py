@@ -70,6 +70,7 @@ class EventsState:
         self._known: dict[str, datetime] = dict(known or {})  # key -> watermark of a past sync
         self._read_now: set[str] = set()  # keys read completely in this sync
         self._dropped: set[str] = set()  # keys this sync found gone (404)
+        self._resumed_watermark: Optional[datetime] = None
         self.watermark: Optional[datetime] = None  # this sync's, once the first answer came
 
     @classmethod
@@ -114,6 +115,15 @@ class EventsState:
     def read_through(self, external_id: str) -> Optional[datetime]:
         """The watermark a past sync read this profile's events through, or None for a new profile."""
         return self._known.get(profile_state_key(external_id))
+
+    def seen_this_pass(self) -> set[str]:
+        """Profiles read in this pass: by this attempt, or by an interrupted attempt it resumes."""
+        resumed = {key for key, watermark in self._known.items() if watermark == self._resumed_watermark}
+        return self._read_now | resumed
+
+    def resume_pass(self, watermark: Any) -> None:
+        """Goes on with an interrupted attempt's pass, at its watermark (still before every read)."""
+        self.watermark = self._resumed_watermark = _timestamp(watermark, "reading.watermark")
 
     def profile_read(self, external_id: str, found: bool) -> None:
         """Every event of the profile up to this sync's watermark has been emitted (or it is gone)."""

@@ -75,16 +75,19 @@ class ProfileReader:
     def read(self, external_ids: Iterable[str]) -> Iterator[ReadItem]:
         ids = iter(external_ids)
         ids_lock = threading.Lock()
-        stopping = threading.Event()
+        stopping = threading.Event()  # no profile starts a request any more: a failure, or the consumer left
+        consumer_left = threading.Event()  # nothing will be taken from the queue again
         handed_over: queue.Queue[Any] = queue.Queue(maxsize=self._workers)
 
         def hand_over(item: Any) -> None:
+            # Only the consumer's leaving drops an item: after a failure it still takes what is
+            # queued, however slowly, until it reaches the failure (which must not be lost).
             while True:
                 try:
                     handed_over.put(item, timeout=STOP_POLL_SECONDS)
                     return
                 except queue.Full:
-                    if stopping.is_set():
+                    if consumer_left.is_set():
                         raise _Stopped from None
 
         def work() -> None:
@@ -125,5 +128,6 @@ class ProfileReader:
                     yield item
         finally:
             stopping.set()
+            consumer_left.set()
             for thread in threads:
                 thread.join()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from source_segment_profile.api_client import RequestCounters
 from source_segment_profile.masking import mask_id_list
@@ -18,7 +18,7 @@ PROGRESS_INTERVAL_SECONDS = 5.0
 @dataclass
 class StreamProgress:
     stream: str
-    total_profiles: int
+    total_profiles: Optional[int]  # None: not known in advance (a listing of every user)
     counters: RequestCounters
     budget: RateBudget
     logger: logging.Logger
@@ -28,6 +28,7 @@ class StreamProgress:
     records: int = 0
     pages: int = 0
     not_found: list[str] = field(default_factory=list)
+    unmatchable_ids: list[str] = field(default_factory=list)  # configured ids Segment never matches
 
     def __post_init__(self) -> None:
         self._started = self.clock()
@@ -52,10 +53,14 @@ class StreamProgress:
         self._last_line = now
         elapsed = now - self._started
         rate = self._requests() / elapsed if elapsed > 0 else 0.0
-        left = self.total_profiles - self.profiles_done
-        eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
+        if self.total_profiles is None:
+            done, eta = f"{self.profiles_done} profiles", "total not known (listing every user)"
+        else:
+            left = self.total_profiles - self.profiles_done
+            done = f"{self.profiles_done}/{self.total_profiles} profiles"
+            eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
         self.logger.info(
-            f"Progress {self.stream}: {self.profiles_done}/{self.total_profiles} profiles, {self.records} records, "
+            f"Progress {self.stream}: {done}, {self.records} records, "
             f"{rate:.1f} requests/s of a {self.budget.max_rate:g}/s budget, {self._rate_now()}, "
             f"{self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {eta}."
@@ -70,6 +75,8 @@ class StreamProgress:
             f"{self.pages} pages, {self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {self._rate_now()}, {duration:.1f} s."
         )
+        if self.unmatchable_ids:
+            line += f" {unmatchable_ids_warning(self.unmatchable_ids)}"
         self.logger.info(line)
         return line
 
@@ -80,3 +87,10 @@ class StreamProgress:
 
     def _requests(self) -> int:
         return self.counters.get(self.stream, "requests") - self._requests_at_start
+
+
+def unmatchable_ids_warning(external_ids: list[str]) -> str:
+    return (
+        f"{len(external_ids)} configured ids have upper-case letters or surrounding whitespace, which Segment never "
+        f"matches (it matches lower-case ids only): {mask_id_list(external_ids)}; they were read as given."
+    )

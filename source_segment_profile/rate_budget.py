@@ -154,6 +154,7 @@ class RateBudget:
                 measured = self._accepted.per_second(now, since=unpaused_since)
                 current = self._rate.at(now)
                 peak = min(current, measured) if measured else current
+            changes_before = self._changes
             if retry_after_seconds and now + retry_after_seconds > self._paused_until:
                 resume_at = now + retry_after_seconds
                 self.seconds_paused += resume_at - max(now, self._paused_until)
@@ -165,7 +166,8 @@ class RateBudget:
                 self._last_cut_at = now
                 self._changes += 1
                 self.cuts += 1
-            if new_event or retry_after_seconds:
+            if self._changes != changes_before:
                 # Slots granted before this answer were spaced for the old rate: from here, one
-                # slot at a time at the new spacing, starting when any pause ends.
+                # slot at a time at the new spacing, starting when any pause ends. (A 429 that
+                # changed nothing leaves the queue alone: its waiting threads keep their slots.)
                 self._next_slot = max(now, self._paused_until)

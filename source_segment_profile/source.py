@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Tuple
 
-from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from airbyte_cdk.models import AirbyteConnectionStatus, AirbyteMessage, Status
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.sources.utils.casing import camel_to_snake
 
 from source_segment_profile.api_client import ProfileApiClient, basic_auth_header
-from source_segment_profile.config import ConfigError, ConnectorConfig, parse_config
+from source_segment_profile.config import ConfigError, ConnectorConfig, ids_segment_would_not_match, parse_config
 from source_segment_profile.errors import CredentialsRejected, ProfileApiError, ProfileNotFound, TransientApiError
+from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, UserIds, UserListing
+from source_segment_profile.progress import unmatchable_ids_warning
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.rate_budget import RateBudget
 from source_segment_profile.streams import (
@@ -57,15 +59,22 @@ class SourceSegmentProfile(AbstractSource):
             rate_limit_max_wait_seconds=min(parsed.rate_limit_max_wait_seconds, CHECK_TIMEOUT_SECONDS),
         )
         client = ProfileApiClient(probe_config, RateBudget(parsed.requests_per_second))
-        collection, external_id = (
-            ("users", parsed.user_external_ids[0]) if parsed.user_external_ids else ("accounts", parsed.account_external_ids[0])
-        )
-        url = profile_url(parsed.base_url, parsed.space_id, collection, external_id, "traits")
+        unmatchable = ids_segment_would_not_match(parsed.user_external_ids + parsed.account_external_ids)
+        if unmatchable:
+            logger.warning(f"check: {unmatchable_ids_warning(unmatchable)}")
         try:
-            client.get_page(url, {"limit": 1}, "check", external_id)
-        except ProfileNotFound:
-            # The space and token were accepted; only this profile is unknown.
-            logger.info("check: the probed profile does not exist, but the token and space were accepted.")
+            if parsed.user_external_ids or parsed.account_external_ids:
+                collection, external_id = (
+                    ("users", parsed.user_external_ids[0]) if parsed.user_external_ids else ("accounts", parsed.account_external_ids[0])
+                )
+                url = profile_url(parsed.base_url, parsed.space_id, collection, external_id, "traits")
+                try:
+                    client.get_page(url, {"limit": 1}, "check", external_id)
+                except ProfileNotFound:
+                    # The space and token were accepted; only this profile is unknown.
+                    logger.info("check: the probed profile does not exist, but the token and space were accepted.")
+            if parsed.read_all_users:
+                UserListing(parsed, client).probe()
         except CredentialsRejected as error:
             return False, error.message
         except TransientApiError as error:
@@ -77,7 +86,20 @@ class SourceSegmentProfile(AbstractSource):
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
         parsed = load_config(config)
         client = ProfileApiClient(parsed, RateBudget(parsed.requests_per_second))
-        return [stream(parsed, client) for stream in USER_STREAMS + ACCOUNT_STREAMS]
+        users = UserIds(parsed, UserListing(parsed, client) if parsed.read_all_users else None)
+        linked = LinkedAccounts() if parsed.accounts_from_user_links else None
+        user_links = UserLinks(parsed, client, users, linked)
+        accounts = AccountIds(parsed, linked, user_links.read_links_only)
+        user_streams = [user_links if stream is UserLinks else stream(parsed, client, users) for stream in USER_STREAMS]
+        return user_streams + [stream(parsed, client, accounts) for stream in ACCOUNT_STREAMS]
+
+    def read(self, logger: logging.Logger, config: Mapping[str, Any], catalog: Any, state: Any = None) -> Iterator[AirbyteMessage]:
+        """Before any profile request: a space that does not list users fails the sync at once
+        when `read_all_users` is on, with the message that says what to do."""
+        parsed = load_config(config)
+        if parsed.read_all_users:
+            UserListing(parsed, ProfileApiClient(parsed, RateBudget(parsed.requests_per_second))).probe()
+        yield from super().read(logger, config, catalog, state)
 
 
 def load_config(config: Mapping[str, Any]) -> ConnectorConfig:

@@ -19,11 +19,12 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http import HttpStream
 
 from source_segment_profile.api_client import ApiPage, ProfileApiClient, decoded_page
-from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, parse_timestamp
+from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
 from source_segment_profile.errors import ProfileNotFound
 from source_segment_profile.events_state import EventsState, format_timestamp, profile_state_key, watermark_from_server_date
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
+from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
 from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadItem, RecordsRead
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.progress import StreamProgress
@@ -35,6 +36,8 @@ CHECKPOINT_EVERY_PROFILES = 200
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
+# What a resumable full refresh stream's state is once it has read everything (the CDK's sentinel).
+FULL_REFRESH_COMPLETE = {"__ab_full_refresh_sync_complete": True}
 
 
 @functools.cache
@@ -62,12 +65,15 @@ class ProfileStream(HttpStream, ABC):
     merges_pages: ClassVar[bool] = False
     primary_key: Any = "external_id"
 
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds"):
         self._config = config
         self._client = client
+        self._profiles = profiles
         self._items: Optional[Iterator[ReadItem]] = None
         self._reading_ended = False
         self._progress: Optional[StreamProgress] = None
+        self._read_progress = ReadProgress()
+        self._resumable_state: MutableMapping[str, Any] = {}
         super().__init__()
 
     # --- what a leaf says -------------------------------------------------------------------
@@ -121,15 +127,23 @@ class ProfileStream(HttpStream, ABC):
 
     @property
     def is_resumable(self) -> bool:
-        # Without this the CDK gives a full-refresh HttpStream a resumable-full-refresh cursor that
-        # ignores our slices (cdk-notes: "resumable full refresh reading one page").
-        return self.supports_incremental
-
-    # --- reading ----------------------------------------------------------------------------
+        # A listing of every user is resumable: the CDK then asks for records again and again with
+        # the state as slice until the state says complete, and hands the state of an interrupted
+        # attempt back. Otherwise full refresh streams are not: left to the CDK, a full-refresh
+        # HttpStream gets a resumable-full-refresh cursor that ignores our slices (cdk-notes).
+        return self.supports_incremental or self._profiles.resumable
 
     @property
-    def external_ids(self) -> tuple[str, ...]:
-        return self._config.user_external_ids if self.collection == "users" else self._config.account_external_ids
+    def state(self) -> MutableMapping[str, Any]:
+        return self._resumable_state
+
+    @state.setter
+    def state(self, value: MutableMapping[str, Any]) -> None:
+        """An interrupted attempt's state: where its reading stood."""
+        self._resumable_state = dict(value or {})
+        self._read_progress = ReadProgress(self._resumable_state.get("reading"))
+
+    # --- reading ----------------------------------------------------------------------------
 
     def stream_slices(self, *, sync_mode: SyncMode, **_: Any) -> Iterable[Optional[Mapping[str, Any]]]:
         # Lazy: the CDK asks for the next slice only after reading the last one, and the number of
@@ -158,31 +172,40 @@ class ProfileStream(HttpStream, ABC):
                 yield from item.records
                 continue
             self.profile_completed(item)
+            self._read_progress.profile_done(item.external_id)
             self._progress.profile_done(item.pages, item.found, item.external_id)
             completed += 1
             if completed == CHECKPOINT_EVERY_PROFILES:
                 self.checkpoint_reached()
                 return
+        self._items, self._reading_ended = None, True
+        self.reading_ended()
         self.checkpoint_reached()
         self._progress.summary()
-        self._items, self._reading_ended = None, True
 
     def profile_completed(self, done: ProfileRead) -> None:
         """Called once all of a profile's records are emitted; incremental streams advance their state here."""
 
     def checkpoint_reached(self) -> None:
-        """Called before the CDK emits state: incremental streams bring their state up to date."""
+        """Called before the CDK emits state: the state says how far the reading got."""
+        if self._profiles.resumable:
+            reading = self._read_progress.checkpoint()
+            self._resumable_state = FULL_REFRESH_COMPLETE if self._reading_ended else ({"reading": reading} if reading else {})
+
+    def reading_ended(self) -> None:
+        """Called once every profile was read (not when the reading failed)."""
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         self._progress = StreamProgress(
             stream=self.name,
-            total_profiles=len(self.external_ids),
+            total_profiles=self._profiles.total,
             counters=self._client.counters,
             budget=self._client.budget,
             logger=self.logger,
+            unmatchable_ids=ids_segment_would_not_match(self._profiles.configured),
         )
         reader = ProfileReader(self.read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
-        self._items = reader.read(self.external_ids)
+        self._items = reader.read(self._read_progress.ids(self._profiles.pages(self._read_progress.resume_position)))
 
     def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
         """Reads every page of one profile (on a worker thread), handing records over page by page."""
@@ -332,10 +355,30 @@ class UserLinks(DataListStream):
     page_size_cap = LINKS_PAGE_SIZE
     primary_key = ["external_id", "to_collection", "linked_external_id"]
 
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: UserIds, linked_accounts: Optional[LinkedAccounts] = None):
+        self._linked_accounts = linked_accounts
+        super().__init__(config, client, profiles)
+
     def records_from_items(self, external_id: str, items: list[Any]) -> list[dict[str, Any]]:
-        return [
-            {**link, "external_id": external_id, "linked_external_id": linked_external_id(link)} for link in items
-        ]
+        records = [{**link, "external_id": external_id, "linked_external_id": linked_external_id(link)} for link in items]
+        if self._linked_accounts is not None:
+            for record in records:
+                if record.get("to_collection") == "accounts" and record["linked_external_id"]:
+                    self._linked_accounts.add(record["linked_external_id"])
+        return records
+
+    def reading_ended(self) -> None:
+        if self._linked_accounts is not None:
+            self._linked_accounts.complete = True
+
+    def read_links_only(self) -> None:
+        """Reads every user's links without emitting them, for the account streams (user_links was not synced)."""
+        progress = ReadProgress()
+        reader = ProfileReader(self.read_profile, self._config.max_concurrency, lambda: None, IDLE_POLL_SECONDS)
+        for _ in reader.read(progress.ids(self._profiles.pages())):
+            pass
+        self.reading_ended()
+        self.logger.info(f"Read the links of the users for the account streams: {len(self._linked_accounts.ids())} linked accounts.")
 
 
 def linked_external_id(link: Mapping[str, Any]) -> str:
@@ -355,12 +398,12 @@ class UserEvents(DataListStream):
     primary_key = ["external_id", "messageId"]
     cursor_field = "timestamp"
 
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: UserIds):
         self._events_state = EventsState()
         self._state_message = self._events_state.message()
         self._incremental = False
         self._watermark_lock = threading.Lock()
-        super().__init__(config, client)
+        super().__init__(config, client, profiles)
 
     @property
     def state(self) -> MutableMapping[str, Any]:
@@ -369,12 +412,24 @@ class UserEvents(DataListStream):
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
-        self._events_state = EventsState.from_message(value, self.external_ids, datetime.now(timezone.utc))
-        self._state_message = self._events_state.message(self._configured_keys)
+        value = dict(value or {})
+        reading = value.pop("reading", None)
+        self._read_progress = ReadProgress(reading)
+        self._events_state = EventsState.from_message(value, self._profiles.configured, datetime.now(timezone.utc))
+        if reading and reading.get("watermark"):
+            self._events_state.resume_pass(reading["watermark"])
+        self._state_message = self._events_state.message(self._keys_to_keep())
+
+    def _keys_to_keep(self) -> Optional[set[str]]:
+        """Profiles that stay in the state: the configured ones; with a listing, whoever this pass
+        read (known only once it ends: until then every profile stays)."""
+        if not self._profiles.resumable:
+            return self._configured_keys
+        return self._events_state.seen_this_pass() if self._reading_ended else None
 
     @functools.cached_property
     def _configured_keys(self) -> set[str]:
-        return {profile_state_key(external_id) for external_id in self.external_ids}
+        return {profile_state_key(external_id) for external_id in self._profiles.configured}
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         self._incremental = sync_mode == SyncMode.incremental
@@ -421,7 +476,13 @@ class UserEvents(DataListStream):
         self._events_state.profile_read(done.external_id, done.found)
 
     def checkpoint_reached(self) -> None:
-        self._state_message = self._events_state.message(self._configured_keys)
+        message = self._events_state.message(self._keys_to_keep())
+        reading = None if self._reading_ended else self._read_progress.checkpoint()
+        if reading and self._profiles.resumable:
+            # The pass's watermark goes along, so that a resumed attempt finishes the same pass.
+            watermark = self._events_state.watermark
+            message["reading"] = {**reading, **({"watermark": format_timestamp(watermark)} if watermark else {})}
+        self._state_message = message
 
 
 def is_before(timestamp: Any, bound: datetime) -> bool:
