@@ -48,6 +48,10 @@ class RunningEmulator:
     def requests(self) -> list[dict]:
         return self._admin("GET", "requests")
 
+    def clock(self) -> str:
+        """The emulated `now`."""
+        return self._admin("GET", "clock")["now"]
+
     def advance_clock(self, seconds: float) -> str:
         """Moves the emulated clock forward; returns the new `now`."""
         return self._admin("POST", f"clock?advance_seconds={seconds}")["now"]

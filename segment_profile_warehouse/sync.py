@@ -120,21 +120,22 @@ def _print_example_queries(cache: Any, streams: tuple[str, ...]) -> None:
 
 
 def run_demo(users: int, accounts: int, db_path: Path, seed: int) -> dict[str, int]:
-    """Starts the local emulator, syncs every stream for all its profiles, stops the emulator."""
+    """Starts the local emulator, syncs every user it lists and every account they link to, stops the emulator."""
     from segment_profile_emulator.testing import running_emulator
 
     print(f"Starting the local Profile API emulator with {users} users and {accounts} accounts...", flush=True)
     with running_emulator(users=users, accounts=accounts, seed=seed) as emulator:
-        truth = emulator.ground_truth()
+        # Nobody is listed by hand: every user comes from the API's list method, every account
+        # from the users' links, as a warehouse sync of a whole space would read them.
         config = {
             "space_id": emulator.space_id,
             "access_token": emulator.token,
             "api_base_url": emulator.url,
-            "user_external_ids": [user["lookup_id"] for user in truth["users"]],
-            "account_external_ids": [account["lookup_id"] for account in truth["accounts"]],
+            "read_all_users": True,
+            "accounts_from_user_links": True,
             "requests_per_second": 80,
         }
-        print(f"Emulator at {emulator.url} (clock {truth['now']}).", flush=True)
+        print(f"Emulator at {emulator.url} (clock {emulator.clock()}).", flush=True)
         counts = sync_to_duckdb(config, db_path)
     print("Emulator stopped. Run the same command again to continue incrementally.")
     return counts
