@@ -139,8 +139,9 @@ class ProfileStream(HttpStream, ABC):
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
-        """An interrupted attempt's state: where its reading stood."""
-        self._resumable_state = dict(value or {})
+        """An interrupted attempt's state: where its reading stood. A finished pass (PyAirbyte hands
+        it back on the next sync; Airbyte's platform does not) means: read everything again."""
+        self._resumable_state = {} if value == FULL_REFRESH_COMPLETE else dict(value or {})
         self._read_progress = ReadProgress(self._resumable_state.get("reading"))
 
     # --- reading ----------------------------------------------------------------------------
