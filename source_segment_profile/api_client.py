@@ -60,7 +60,9 @@ RATE_LIMIT_MAX_BACKOFF_SECONDS = 60.0
 RETRIED_STATUSES = frozenset({408})
 # A 400 whose error names `limit` (e.g. "limit must be between 1 and 100"): the endpoint takes
 # smaller pages than asked for. Segment's docs say 1..100 for list methods, the seed spec 1..200.
-LIMIT_REFUSED = re.compile(r"\blimit\b", re.IGNORECASE)
+# Only a message about the parameter itself ("limit must be between 1 and 100", "'limit' is
+# invalid"), not one that merely mentions a limit ("include exceeds the limit of 50 traits").
+LIMIT_REFUSED = re.compile(r"^\W*limit\b|['\"`]limit['\"`]|\blimit\s*(must|should|is|exceeds|=|:)", re.IGNORECASE)
 
 logger = logging.getLogger("airbyte")
 

@@ -112,6 +112,8 @@ class ReadProgress:
         self._pages: list[_PageInProgress] = []
         self.resume_position: Optional[str] = None
         self._skip: frozenset[str] = frozenset()
+        if resume_from is not None and not isinstance(resume_from, Mapping):
+            raise StateError(f"The reading position in the state is {resume_from!r}, not {{position, done}}. Reset the stream in Airbyte.")
         if resume_from:
             position, done = resume_from.get("position"), resume_from.get("done", [])
             if not isinstance(position, str) or not isinstance(done, list):

@@ -164,8 +164,8 @@ def page_of(stream: str, n: int, next: str = "", profile: str = "p") -> dict[str
 class Reply:
     """One HTTP answer. `body` is JSON unless it is bytes/str; `Request-Id` is added unless given.
 
-    `exception` (a `TransportError`, e.g. `TransportError("timed out")`) stands for a request that got
-    no complete answer: the fake transport raises it instead of answering.
+    `exception` (a requests exception, e.g. `requests.ReadTimeout("Read timed out.")`) stands for a
+    request that got no complete answer: the fake transport raises it instead of answering.
     """
 
     status: int = 200
@@ -239,6 +239,8 @@ class FakeProfileApi:
         self._handlers: dict[str, Callable[[SeenRequest], Reply]] = {}
         self._request_ids = itertools.count(1)
         self.seen: list[SeenRequest] = []
+        # Headers every answer carries unless its Reply says otherwise, e.g. the API clock's `Date`.
+        self.headers: dict[str, str] = {}
 
     # registration
 
@@ -311,6 +313,7 @@ class FakeProfileApi:
         if reply.exception is not None:
             raise reply.exception
         response_headers = {"request-id": f"req-{next(self._request_ids)}"}
+        response_headers.update({name.lower(): value for name, value in self.headers.items()})
         response_headers.update({name.lower(): value for name, value in reply.headers.items()})
         if isinstance(reply.body, bytes):
             body = reply.body

@@ -45,6 +45,9 @@ BAD_CONFIGS = [
     pytest.param({"max_concurrency": -2}, ["max_concurrency", "-2"], [], id="negative-concurrency"),
     pytest.param({"request_timeout_seconds": 0}, ["request_timeout_seconds", "0"], [], id="zero-timeout"),
     pytest.param({"request_timeout_seconds": -1.5}, ["request_timeout_seconds", "-1.5"], [], id="negative-timeout"),
+    pytest.param({"events_lookback_hours": -1}, ["events_lookback_hours", "-1"], [], id="negative-lookback"),
+    pytest.param({"events_lookback_hours": 400}, ["events_lookback_hours", "400", "336"], [], id="lookback-beyond-14-days"),
+    pytest.param({"events_lookback_minutes": 30000}, ["events_lookback_minutes", "30000"], [], id="lookback-minutes-beyond-14-days"),
 ]
 
 # The same cases without the xfail marks: read must fail before any request whatever the message.

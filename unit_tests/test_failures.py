@@ -6,15 +6,24 @@ so the gap between two requests is the wait the connector asked for.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import gzip
+import json
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from airbyte_cdk.models import FailureType
+import requests
+from airbyte_cdk.models import FailureType, Level
 
-from source_segment_profile.http_transport import TransportError
-from unit_tests.builders import Reply, config, data_page, event, metadata_body, page_of, traits_page
-from unit_tests.conftest import run_read
+from source_segment_profile.api_client import ProfileApiClient
+from source_segment_profile.config import parse_config
+from source_segment_profile.rate_budget import RateBudget
+from unit_tests.builders import TOKEN, Reply, config, data_page, event, metadata_body, page_of, paged_answer, profile_url, traits_page
+from unit_tests.conftest import check_status, run_read
+from unit_tests.local_server import LocalProfileServer, RawHttpServer
 
 pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
 
@@ -59,10 +68,15 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter(api, clock)
 
     waits = gaps(api.requests_to("user_traits"))
     assert len(waits) == 5
-    ratios = [wait / 2 ** attempt for attempt, wait in enumerate(waits)]  # base 1 s, doubling
+    # The first 429 only cuts the shared rate: the retry takes the budget's next slot. A request
+    # refused again backs off on its own, from 1 s, doubling, with jitter.
+    assert waits[0] < 0.5
+    ratios = [wait / 2 ** attempt for attempt, wait in enumerate(waits[1:])]
     assert all(0.5 <= ratio <= 1.0 for ratio in ratios), waits
     assert any(ratio < 0.999 for ratio in ratios), f"no jitter: {waits}"
     assert len(result.records()) == 1
+    (budget,) = clock.budgets
+    assert budget.cuts == 5 and budget.seconds_paused == 0  # each retry was sent after the last cut
 
 
 def test_a_429_pauses_the_one_budget_every_stream_goes_through(api, clock):
@@ -125,8 +139,8 @@ def test_a_retry_after_in_the_past_does_not_retry_for_ever(api, clock):
 # --- 5xx, resets, timeouts ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_a_5xx_is_retried_and_the_profile_is_read(api, clock, status):
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+def test_a_5xx_or_408_is_retried_and_the_profile_is_read(api, clock, status):
     api.replies("user_events", "user_id:u1", Reply.error(status), data_page([event("m1")]))
 
     result = run_read(config(), ["user_events"])
@@ -173,12 +187,14 @@ def test_retries_back_off_exponentially(api, clock):
 @pytest.mark.parametrize(
     "failure",
     [
-        TransportError("ConnectionRefusedError: [Errno 111] Connection refused"),
-        TransportError("ConnectionResetError: [Errno 104] Connection reset by peer"),
-        TransportError("timed out"),
-        TransportError("body cut short (512 bytes of 2048)"),
+        requests.ConnectionError("HTTPSConnectionPool(host='profiles.segment.com', port=443): [Errno 111] Connection refused"),
+        requests.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"),
+        requests.ConnectTimeout("HTTPSConnectionPool(host='profiles.segment.com', port=443): connect timeout=10"),
+        requests.ReadTimeout("HTTPSConnectionPool(host='profiles.segment.com', port=443): Read timed out. (read timeout=30)"),
+        requests.exceptions.ChunkedEncodingError("('Connection broken: IncompleteRead(512 bytes read, 1536 more expected)')"),
+        requests.exceptions.ContentDecodingError("Received response with content-encoding: gzip, but failed to decode it."),
     ],
-    ids=["refused", "reset", "timeout", "cut-short"],
+    ids=["refused", "reset", "connect-timeout", "read-timeout", "cut-short", "bad-gzip"],
 )
 def test_connection_failures_and_timeouts_are_retried(api, clock, failure):
     api.replies("user_external_ids", "user_id:u1", failure, failure, page_of("user_external_ids", 1))
@@ -189,19 +205,29 @@ def test_connection_failures_and_timeouts_are_retried(api, clock, failure):
     assert len(result.records()) == 1
     assert result.errors() == []
     # The retry is logged with the transport's own description of the fault.
-    assert len([line for line in result.logs() if line.startswith("Retrying") and f"after {failure}" in line]) == 2
+    described = f"{type(failure).__name__}: {failure}"
+    assert len([line for line in result.logs() if line.startswith("Retrying") and f"after {described}" in line]) == 2
 
 
-def test_timeouts_beyond_max_retries_fail_with_a_transient_error(api, clock):
-    api.replies("user_external_ids", "user_id:u1", TransportError("timed out"))
+@pytest.mark.parametrize(
+    "failure, described",
+    [
+        (requests.ReadTimeout("Read timed out. (read timeout=30)"), "ReadTimeout: Read timed out"),
+        (requests.ConnectionError("[Errno 111] Connection refused"), "ConnectionError: [Errno 111] Connection refused"),
+    ],
+    ids=["timeout", "connection-error"],
+)
+def test_connection_failures_beyond_max_retries_fail_with_a_transient_error(api, clock, failure, described):
+    api.replies("user_external_ids", "user_id:u1", failure)
 
-    result = run_read(config(max_retries=1), ["user_external_ids"])
+    result = run_read(config(max_retries=2), ["user_external_ids"])
 
-    assert len(api.requests_to("user_external_ids")) == 2
+    assert len(api.requests_to("user_external_ids")) == 3
     error = result.stream_error("user_external_ids")
     assert error.failure_type == FailureType.transient_error
     assert "user_external_ids" in error.message and "user_id:u1" in error.message
-    assert "last with timed out" in error.message
+    assert f"failed 3 times, last with {described}" in error.message
+    assert result.records() == []
 
 
 def test_max_retries_zero_fails_on_the_first_5xx(api, clock):
@@ -309,13 +335,15 @@ def test_requests_are_paced_at_the_budget_across_streams(api, clock):
     assert times[-1] - times[0] == pytest.approx(7 * 0.25)
 
 
-def test_an_unreadable_retry_after_falls_back_to_backoff(api, clock):
-    api.replies("user_traits", "user_id:u1", Reply.error(429, Retry_After="soon"), traits_page({"a": 1}))
+def test_an_unreadable_retry_after_is_taken_as_none(api, clock):
+    api.replies("user_traits", "user_id:u1", *[Reply.error(429, Retry_After="soon")] * 2, traits_page({"a": 1}))
 
     result = run_read(config(), ["user_traits"])
 
-    (gap,) = gaps(api.requests_to("user_traits"))
-    assert 0.5 <= gap <= 1.0
+    first, second = gaps(api.requests_to("user_traits"))
+    assert first < 0.5 and 0.5 <= second <= 1.0  # as without Retry-After: the own backoff from the second 429
+    (budget,) = clock.budgets
+    assert budget.seconds_paused == 0
     assert len(result.records()) == 1
 
 
@@ -329,3 +357,214 @@ def test_a_retry_after_longer_than_the_maximum_wait_fails_at_once(api, clock):
     error = result.stream_error("user_traits")
     assert error.failure_type == FailureType.transient_error
     assert "rate_limit_max_wait_minutes" in error.message
+
+
+# --- answers the real API gives that a strict client trips on --------------------------------
+
+# A JavaScript client wrote half a surrogate pair into a trait; orjson rejects the whole body.
+LONE_SURROGATE_BODY = (
+    b'{"traits": {"nickname": "Jo \\ud83d", "emoji": "\\ud83d\\ude00", "\\udc00key": 1},'
+    b' "cursor": {"url": "", "has_more": false, "next": ""}}'
+)
+
+
+def test_a_lone_surrogate_in_a_trait_is_delivered_as_a_replacement_character(api):
+    api.replies("user_traits", "user_id:u1", Reply(200, LONE_SURROGATE_BODY))
+
+    result = run_read(config(), ["user_traits"])
+
+    assert result.errors() == []
+    assert result.records() == [
+        {"external_id": "user_id:u1", "traits": {"nickname": "Jo \ufffd", "emoji": "\U0001f600", "\ufffdkey": 1}}
+    ]
+
+
+def test_check_succeeds_on_a_probe_answer_with_a_lone_surrogate(api):
+    api.replies("user_traits", "user_id:u1", Reply(200, LONE_SURROGATE_BODY))
+
+    assert check_status(config())[:2] == ("SUCCEEDED", None)
+
+
+def test_integers_beyond_64_bits_are_decoded_exactly(api):
+    """The records of such traits are checked on the command line's output in test_streams."""
+    body = b'{"traits": {"big": 123456789012345678901234567890, "negative": -18446744073709551617, "max": 18446744073709551615}}'
+    api.replies("user_traits", "user_id:u1", Reply(200, body))
+    client = ProfileApiClient(parse_config(config()), RateBudget(1000))
+
+    page = client.get_page(profile_url("user_traits", "user_id:u1"), {}, "user_traits", "user_id:u1", 200)
+
+    assert page.body["traits"] == {"big": 123456789012345678901234567890, "negative": -(2**64) - 1, "max": 2**64 - 1}
+    assert all(isinstance(value, int) for value in page.body["traits"].values())
+
+
+# --- page size -------------------------------------------------------------------------------
+
+LIMIT_REFUSED = {"error": {"code": "validation_error", "message": "limit must be between 1 and 100"}}
+
+
+def refusing_limits_above(most: int, answer):
+    return lambda request: Reply(400, LIMIT_REFUSED) if int(request.param("limit")) > most else answer(request)
+
+
+def test_an_endpoint_that_refuses_the_page_size_is_asked_for_half_for_the_rest_of_the_sync(api):
+    ids = [f"user_id:s{n}" for n in range(8)]
+    for profile in ids:
+        api.handler("user_events", profile, refusing_limits_above(100, paged_answer("user_events", profile, pages=2)))
+        api.pages("user_traits", profile, traits_page({"a": 1}))
+
+    result = run_read(config(user_external_ids=ids, max_concurrency=3), ["user_events", "user_traits"])
+
+    assert result.errors() == []
+    events = [(record["external_id"], record["messageId"]) for record in result.records("user_events")]
+    assert sorted(events) == sorted((profile, f"{profile}-m{n}") for profile in ids for n in (1, 2))  # each once
+    refused = [request for request in api.requests_to("user_events") if request.param("limit") == "200"]
+    assert 1 <= len(refused) <= 3  # only what was in flight when the first refusal came
+    answered = [request for request in api.requests_to("user_events") if request.param("limit") != "200"]
+    assert {request.param("limit") for request in answered} == {"100"} and len(answered) == 16
+    assert {request.param("limit") for request in api.requests_to("user_traits")} == {"200"}  # other endpoints keep theirs
+    (warning,) = [line for line in result.logs(Level.WARN) if "limit=200" in line]
+    assert "user_events" in warning and "100" in warning and "page_size" in warning
+
+
+def test_the_page_size_steps_down_again_if_half_is_refused_too(api):
+    api.handler("user_external_ids", "user_id:u1", refusing_limits_above(25, paged_answer("user_external_ids", "user_id:u1", pages=2)))
+
+    result = run_read(config(), ["user_external_ids"])
+
+    assert [request.param("limit") for request in api.seen] == ["200", "100", "50", "25", "25"]
+    assert len(result.records()) == 2
+    assert len([line for line in result.logs(Level.WARN) if "refused limit=" in line]) == 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": "validation_error", "message": "include must name at most 50 traits"},
+        {"code": "invalid_request_error", "message": "limit is not supported with verbose"},
+    ],
+    ids=["validation-error-not-about-limit", "other-code-naming-limit"],
+)
+def test_a_400_that_is_not_a_page_size_refusal_fails_after_one_request(api, error):
+    api.replies("user_events", "user_id:u1", Reply(400, {"error": error}), data_page([event("m1")]))
+
+    result = run_read(config(), ["user_events"])
+
+    assert [request.param("limit") for request in api.seen] == ["200"]
+    assert result.stream_error("user_events").failure_type == FailureType.system_error
+    assert error["message"] in result.stream_error("user_events").message
+    assert not [line for line in result.logs(Level.WARN) if "refused limit=" in line]
+
+
+# --- --debug ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restores_the_log_level():
+    """`--debug` sets the airbyte logger to DEBUG for the process; other tests expect it back."""
+    logger = logging.getLogger("airbyte")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
+def test_debug_logs_one_line_per_request_with_masked_id_status_time_and_request_id(api, capfd, restores_the_log_level):
+    api.pages("user_traits", EMAIL, traits_page({"a": 1}, next="b"), traits_page({"b": 2}))
+    api.replies("user_events", EMAIL, Reply.error(503, Request_Id="rid-503"), data_page([event("m1")]))
+
+    result = run_read(config(user_external_ids=[EMAIL]), ["user_traits", "user_events"], debug=True)
+
+    printed = capfd.readouterr().out  # the CDK prints debug lines itself, beside the messages
+    debug_lines = [json.loads(line)["message"] for line in printed.splitlines() if line.startswith('{"type": "DEBUG"')]
+    request_lines = [line for line in debug_lines if line.startswith("GET ")]
+    assert len(request_lines) == len(api.seen) == 4
+    pattern = r"GET /v1/spaces/spa_unit/collections/users/profiles/email:j\*\*\*@example\.com/(traits|events) -> (200|503) in \d+ ms \(Request-Id ([\w-]+)\)"
+    assert all(re.fullmatch(pattern, line) for line in request_lines), request_lines
+    request_ids = [re.fullmatch(pattern, line).group(3) for line in request_lines]
+    assert "rid-503" in request_ids and len(set(request_ids)) == 4
+    assert len(result.records()) == 2
+    for secret in (TOKEN, base64.b64encode(f"{TOKEN}:".encode()).decode()):
+        assert secret not in printed + result.all_text()
+    for line in debug_lines + result.logs():
+        assert "jane.doe" not in line  # records carry the id as configured; logs never
+
+
+def test_without_debug_no_request_line_is_logged(api, capfd):
+    api.pages("user_traits", "user_id:u1", traits_page({"a": 1}))
+
+    result = run_read(config(), ["user_traits"])
+
+    assert "GET /v1/" not in capfd.readouterr().out + result.all_text()
+
+
+# --- real sockets: what requests does with gzip, cut bodies and silent servers ---------------
+
+
+def test_a_gzip_answer_is_asked_for_and_decoded():
+    body = gzip.compress(json.dumps(traits_page({"plan": "pro", "city": "Zürich"})).encode())
+    server = LocalProfileServer().replies("user_traits", "user_id:u1", Reply(200, body, {"Content-Encoding": "gzip"}))
+
+    with server.running():
+        result = run_read(config(api_base_url=server.url), ["user_traits"])
+
+    assert result.records() == [{"external_id": "user_id:u1", "traits": {"plan": "pro", "city": "Zürich"}}]
+    ((_, headers),) = server.seen
+    assert "gzip" in headers["Accept-Encoding"]
+
+
+def test_a_gzip_body_that_does_not_decode_is_retried():
+    server = LocalProfileServer().replies(
+        "user_traits", "user_id:u1", Reply(200, b"\\x1f\\x8b not really gzip", {"Content-Encoding": "gzip"}), traits_page({"a": 1})
+    )
+
+    with server.running():
+        result = run_read(config(api_base_url=server.url), ["user_traits"])
+
+    assert len(server.seen) == 2
+    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
+    assert any("ContentDecodingError" in line for line in result.logs() if line.startswith("Retrying"))
+
+
+def answer_second_connection_only(first_connection):
+    """A raw server whose first connection misbehaves as `first_connection` says; later ones answer."""
+    whole = json.dumps(traits_page({"a": 1})).encode()
+
+    def serve(server, connection, reader, index):
+        request = server.read_request(reader, index)
+        if request is None:
+            return
+        if index == 0:
+            first_connection(server, connection, reader)
+            return
+        server.answer(connection, 200, whole, [("Content-Type", "application/json")])
+        server.close(connection, reader)
+
+    return RawHttpServer(serve)
+
+
+def test_a_body_cut_short_of_its_content_length_is_retried():
+    def cut_short(server, connection, reader):
+        server.answer(connection, 200, b'{"traits": {"a"', [("Content-Type", "application/json")], length=2048)
+        server.close(connection, reader)
+
+    server = answer_second_connection_only(cut_short)
+
+    with server.running():
+        result = run_read(config(api_base_url=server.url), ["user_traits"])
+
+    assert len(server.requests) == 2
+    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
+    assert any("ChunkedEncodingError" in line for line in result.logs() if line.startswith("Retrying"))
+
+
+def test_a_server_that_never_answers_times_out_and_is_retried():
+    def silent(server, connection, reader):
+        server.stopping.wait(5)
+
+    server = answer_second_connection_only(silent)
+
+    with server.running():
+        result = run_read(config(api_base_url=server.url, request_timeout_seconds=0.2), ["user_traits"])
+
+    assert len(server.requests) == 2
+    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
+    assert any("ReadTimeout" in line for line in result.logs() if line.startswith("Retrying"))

@@ -1,23 +1,29 @@
-"""Incremental user_events (issue 5): per-profile cursors, `start` and lookback, state shape and checkpoints.
+"""Incremental user_events (issue 15): a watermark per profile on the API's clock, `start` and the
+late-events window, the state's shape, its migrations, and checkpoints.
 
 The fake server ignores `start` unless a test says otherwise, as a real one may: whatever the
 connector must not emit, it has to filter itself. Events come newest first, as the API sends them.
+Every answer carries the API clock's `Date` (`api_clock`), which sets the sync's watermark.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import email.utils
+import hashlib
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from airbyte_cdk.models import FailureType, SyncMode, Type
 
-from source_segment_profile.streams import profile_state_key
-from unit_tests.builders import config, data_page, event, traits_page
+from source_segment_profile.events_state import profile_state_key
+from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
 
 pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
 
 INCREMENTAL = SyncMode.incremental
+SYNC_STARTS = "2026-11-20T12:00:00Z"  # the API's clock at the first answer of a sync
+WATERMARK = "2026-11-20T11:55:00.000Z"  # ... less five minutes
 
 
 def at(hhmm: str, day: int = 20) -> str:
@@ -29,24 +35,51 @@ def instant(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def keyed(cursors: dict[str, str]) -> dict[str, str]:
-    """Cursors by profile id, as the state keys them: by profile_state_key (no id in clear)."""
-    return {profile_state_key(external_id): cursor for external_id, cursor in cursors.items()}
+def http_date(value: str) -> str:
+    return email.utils.format_datetime(instant(value), usegmt=True)
 
 
-def state_of(profiles: dict[str, str]) -> list:
-    return events_state({"state_version": 1, "profiles": keyed(profiles)})
+def api_clock(api, moment: str = SYNC_STARTS) -> None:
+    """Every answer of the fake API says it is `moment` (its Date header)."""
+    api.headers["Date"] = http_date(moment)
+
+
+def key(external_id: str) -> str:
+    return profile_state_key(external_id)
+
+
+def v1_key(external_id: str) -> str:
+    """Version 1 keyed a profile by 20 hex digits of the same digest."""
+    return hashlib.sha256(external_id.encode()).hexdigest()[:20]
+
+
+def state_v2(*groups: tuple[str, list[str]]) -> dict:
+    """A version 2 state: (watermark, profile ids) per group, keyed as the connector keys them."""
+    return {"state_version": 2, "read_through": [{"watermark": watermark, "profiles": sorted(key(p) for p in ids)} for watermark, ids in groups]}
+
+
+def watermarks(state: dict) -> dict[str, str]:
+    """key -> watermark of a state message."""
+    return {profile: group["watermark"] for group in state["read_through"] for profile in group["profiles"]}
 
 
 def read_events(ids=("user_id:u1",), state=None, **overrides):
-    return run_read(config(user_external_ids=list(ids), **overrides), ["user_events"], INCREMENTAL, state=state)
+    return run_read(config(user_external_ids=list(ids), **overrides), ["user_events"], INCREMENTAL, state=events_state(state) if state else None)
 
 
 def message_ids(result) -> list[str]:
     return [record["messageId"] for record in result.records()]
 
 
-def test_a_first_sync_reads_everything_and_saves_the_newest_timestamp_per_profile(api):
+def starts(api, external_id: str = "user_id:u1") -> list:
+    return [request.param("start") for request in api.requests_to("user_events", external_id)]
+
+
+# --- the first sync and its watermark -------------------------------------------------------
+
+
+def test_a_first_sync_reads_everything_and_saves_the_api_clock_less_five_minutes_for_every_profile(api):
+    api_clock(api)
     api.pages("user_events", "user_id:u1", data_page([event("m3", at("10:30")), event("m2", at("10:20"))], next="p2"), data_page([event("m1", at("09:00"))]))
     api.pages("user_events", "email:a+b@x.com", data_page([event("e1", at("08:00"))]))
 
@@ -54,98 +87,210 @@ def test_a_first_sync_reads_everything_and_saves_the_newest_timestamp_per_profil
 
     assert sorted(message_ids(result)) == ["e1", "m1", "m2", "m3"]
     assert all("start" not in request.params for request in api.seen)
-    final = result.states()[-1]
-    assert final == {"state_version": 1, "profiles": keyed({"user_id:u1": at("10:30"), "email:a+b@x.com": at("08:00")})}
+    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:u1", "email:a+b@x.com"]))
 
 
-def test_the_state_holds_only_ids_and_cursors(api):
-    api.pages("user_events", "user_id:u1", data_page([event("m1", at("10:00"), properties={"secret_order": 42})]))
+def test_the_watermark_comes_from_the_first_answer_not_from_later_ones(api):
+    dates = iter([SYNC_STARTS, "2026-11-20T12:30:00Z", "2026-11-20T13:00:00Z"])
+    api.handler("user_events", "user_id:u1", lambda request: Reply(200, data_page([event("m1", at("10:00"))]), {"Date": http_date(next(dates))}))
+    api.handler("user_events", "user_id:u2", lambda request: Reply(200, data_page([]), {"Date": http_date(next(dates))}))
+
+    result = read_events(ids=["user_id:u1", "user_id:u2"], max_concurrency=1)
+
+    assert watermarks(result.states()[-1]) == {key("user_id:u1"): WATERMARK, key("user_id:u2"): WATERMARK}
+
+
+def test_without_a_date_header_the_watermark_is_the_local_clock_less_five_minutes(api):
+    api.pages("user_events", "user_id:u1", data_page([event("m1", at("10:00"))]))
+    before = datetime.now(timezone.utc)
 
     result = read_events()
 
+    (watermark,) = watermarks(result.states()[-1]).values()
+    assert before - timedelta(minutes=5, seconds=1) <= instant(watermark) <= datetime.now(timezone.utc) - timedelta(minutes=5)
+
+
+def test_the_state_holds_only_digests_and_watermarks(api):
+    api_clock(api)
+    api.pages("user_events", "email:jane.doe@example.com", data_page([event("m1", at("10:00"), properties={"secret_order": 42})]))
+
+    result = read_events(ids=["email:jane.doe@example.com"])
+
     for state in result.states():
-        assert set(state) == {"state_version", "profiles"}
-        assert all(isinstance(key, str) and isinstance(value, str) for key, value in state["profiles"].items())
-        assert "secret_order" not in str(state) and "m1" not in str(state)
+        assert set(state) == {"state_version", "read_through"}
+        for group in state["read_through"]:
+            assert set(group) == {"watermark", "profiles"}
+            assert all(len(profile) == 16 and int(profile, 16) >= 0 for profile in group["profiles"])
+        assert "jane" not in str(state) and "secret_order" not in str(state) and "m1" not in str(state)
 
 
-def test_a_second_sync_sends_start_minus_lookback_and_filters_older_events_itself(api):
-    # Server ignores `start`: page 1 holds new events, events inside the lookback and an old one.
+# --- the next sync: start, the late-events window, filtering ---------------------------------
+
+
+def test_a_second_sync_asks_from_the_watermark_less_24_hours_and_filters_older_events_itself(api):
+    api_clock(api, "2026-11-21T12:00:00Z")
+    # The server ignores `start`: page 1 holds a new event, a late one inside the window and an old one.
     api.pages(
         "user_events",
         "user_id:u1",
-        data_page([event("new", at("10:05")), event("late", at("09:55")), event("old", at("09:40"))], next="p2"),
-        data_page([event("older", at("08:00"))]),
+        data_page([event("new", at("10:05")), event("late", at("12:00", day=19)), event("old", at("09:00", day=19))], next="p2"),
+        data_page([event("older", at("08:00", day=19))]),
     )
 
-    result = read_events(state=state_of({"user_id:u1": at("10:00")}))
+    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
 
-    (request,) = api.requests_to("user_events")  # the first page already reached older events
-    assert instant(request.param("start")) == instant(at("09:50"))  # default lookback: 10 minutes
+    assert [instant(start) for start in starts(api)] == [instant(at("10:00", day=19))]  # one request: page 1 reached older events
     assert message_ids(result) == ["new", "late"]
-    assert result.states()[-1]["profiles"] == keyed({"user_id:u1": at("10:05")})
+    assert result.states()[-1] == state_v2(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
 
 
-@pytest.mark.parametrize("lookback, expected_start, expected_ids", [(0, "10:00", ["new", "same"]), (30, "09:30", ["new", "same", "late"])])
-def test_the_lookback_window_is_configurable(api, lookback, expected_start, expected_ids):
-    api.pages("user_events", "user_id:u1", data_page([event("new", at("10:05")), event("same", at("10:00")), event("late", at("09:45")), event("old", at("09:00"))]))
+@pytest.mark.parametrize(
+    "settings, expected_start",
+    [
+        ({"events_lookback_hours": 0}, at("10:00")),
+        ({"events_lookback_hours": 48}, at("10:00", day=18)),
+        ({"events_lookback_hours": 1.5}, at("08:30")),
+        ({"events_lookback_minutes": 30}, at("09:30")),  # the older option, still read when hours is absent
+        ({"events_lookback_minutes": 30, "events_lookback_hours": 2}, at("08:00")),  # hours wins
+    ],
+    ids=["0h", "48h", "1.5h", "minutes-only", "both"],
+)
+def test_the_late_events_window_is_configurable(api, settings, expected_start):
+    api_clock(api)
+    api.pages("user_events", "user_id:u1", data_page([]))
 
-    result = read_events(state=state_of({"user_id:u1": at("10:00")}), events_lookback_minutes=lookback)
+    read_events(state=state_v2((at("10:00"), ["user_id:u1"])), **settings)
 
-    assert instant(api.seen[0].param("start")) == instant(at(expected_start))
-    assert message_ids(result) == expected_ids
+    assert [instant(start) for start in starts(api)] == [instant(expected_start)]
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [({"events_lookback_hours": 337}, "events_lookback_hours"), ({"events_lookback_minutes": 20161}, "events_lookback_minutes")],
+    ids=["hours", "minutes"],
+)
+def test_a_window_longer_than_the_14_days_the_api_keeps_is_a_config_error_naming_the_field(api, settings, field):
+    result = read_events(**settings)
+
+    (error,) = result.errors()
+    assert error.failure_type == FailureType.config_error
+    assert field in error.message and "336" in error.message
+    assert api.seen == []
 
 
 def test_paging_stops_at_the_first_page_that_reaches_older_events(api):
+    api_clock(api)
     api.pages(
         "user_events",
         "user_id:u1",
         data_page([event("a", at("12:00")), event("b", at("11:30"))], next="p2"),
-        data_page([event("c", at("11:00")), event("d", at("09:00"))], next="p3"),
-        data_page([event("e", at("08:00"))]),
+        data_page([event("c", at("11:00", day=19)), event("d", at("09:00", day=19))], next="p3"),
+        data_page([event("e", at("08:00", day=19))]),
     )
 
-    result = read_events(state=state_of({"user_id:u1": at("10:00")}))
+    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
 
     assert [request.param("next") for request in api.seen] == [None, "p2"]
     assert all(request.param("start") for request in api.seen)  # `start` on every page
     assert message_ids(result) == ["a", "b", "c"]
 
 
+def honouring_start(*events):
+    """An events answer that applies `start` as the real API does."""
+
+    def answer(request):
+        start = instant(request.param("start")) if request.param("start") else None
+        return data_page([item for item in events if start is None or instant(item["timestamp"]) >= start])
+
+    return answer
+
+
 def test_an_unchanged_profile_costs_one_request(api):
-    def honours_start(request):
-        start = instant(request.param("start"))
-        events = [item for item in [event("m2", at("10:00")), event("m1", at("09:00"))] if instant(item["timestamp"]) >= start]
-        return data_page(events)
+    api_clock(api, "2026-11-21T12:00:00Z")
+    api.handler("user_events", "user_id:u1", honouring_start(event("m2", at("10:00")), event("m1", at("09:00", day=19))))
 
-    api.handler("user_events", "user_id:u1", honours_start)
-
-    result = read_events(state=state_of({"user_id:u1": at("10:00")}))
+    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
 
     assert len(api.seen) == 1
-    assert message_ids(result) == ["m2"]  # only the lookback overlap, deduplicated downstream by primary key
+    assert message_ids(result) == ["m2"]  # the window's overlap, deduplicated downstream by primary key
+
+
+def test_a_future_stamped_event_is_delivered_and_later_events_still_arrive_next_sync(api):
+    """A device clock a year ahead: under a cursor of event timestamps it would hide every event
+    until then. The watermark is the API's clock, so it hides nothing."""
+    future = event("from-the-future", "2027-11-20T00:00:00Z")
+    first = event("first", at("11:00"))
+    api_clock(api, SYNC_STARTS)
+    api.handler("user_events", "user_id:u1", honouring_start(future, first))
+
+    first_sync = read_events()
+
+    assert message_ids(first_sync) == ["from-the-future", "first"]
+    state = first_sync.states()[-1]
+    assert state == state_v2((WATERMARK, ["user_id:u1"]))
+
+    arrived_since = event("arrived-since", at("09:00", day=21))
+    api_clock(api, "2026-11-21T12:00:00Z")
+    api.handler("user_events", "user_id:u1", honouring_start(future, arrived_since, first))
+
+    second_sync = read_events(state=state)
+
+    assert "arrived-since" in message_ids(second_sync)
+    assert second_sync.states()[-1] == state_v2(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
+
+
+# --- which profiles the state holds ----------------------------------------------------------
 
 
 def test_a_profile_added_later_gets_its_full_history(api):
-    api.pages("user_events", "user_id:old", data_page([event("o2", at("10:30")), event("o1", at("09:00"))]))
+    api_clock(api)
+    api.pages("user_events", "user_id:old", data_page([event("o2", at("10:30")), event("o1", at("09:00", day=10))]))
     api.pages("user_events", "user_id:new", data_page([event("n2", at("10:00"))], next="p2"), data_page([event("n1", at("01:00", day=10))]))
 
-    result = read_events(ids=["user_id:old", "user_id:new"], state=state_of({"user_id:old": at("10:00")}))
+    result = read_events(ids=["user_id:old", "user_id:new"], state=state_v2((at("10:00", day=19), ["user_id:old"])))
 
-    new_requests = api.requests_to("user_events", "user_id:new")
-    assert [request.param("start") for request in new_requests] == [None, None]
+    assert starts(api, "user_id:new") == [None, None]
+    assert [instant(start) for start in starts(api, "user_id:old")] == [instant(at("10:00", day=18))]
     assert sorted(message_ids(result)) == ["n1", "n2", "o2"]
-    assert result.states()[-1]["profiles"] == keyed({"user_id:old": at("10:30"), "user_id:new": at("10:00")})
+    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:old", "user_id:new"]))
 
 
-def test_profiles_no_longer_configured_are_dropped_from_the_state(api):
+def test_profiles_no_longer_configured_leave_the_state(api):
+    api_clock(api)
     api.pages("user_events", "user_id:kept", data_page([]))
 
-    result = read_events(ids=["user_id:kept"], state=state_of({"user_id:kept": at("10:00"), "user_id:removed": at("11:00")}))
+    result = read_events(ids=["user_id:kept"], state=state_v2((at("10:00"), ["user_id:kept", "user_id:removed"])))
 
     assert result.states()
     for state in result.states():
-        assert state["profiles"] == keyed({"user_id:kept": at("10:00")})  # kept even without new events
+        assert key("user_id:removed") not in watermarks(state)
+    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:kept"]))  # read through now, even without new events
+
+
+def test_a_profile_the_api_no_longer_finds_leaves_the_state(api):
+    api_clock(api)
+    api.pages("user_events", "user_id:u1", data_page([event("m1", at("11:00"))]))
+    api.replies("user_events", "user_id:gone", Reply.error(404))
+
+    result = read_events(ids=["user_id:u1", "user_id:gone"], state=state_v2((at("10:00"), ["user_id:u1", "user_id:gone"])))
+
+    assert result.errors() == []
+    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:u1"]))
+
+
+def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api):
+    api_clock(api)
+    api.pages("user_events", "user_id:ok", data_page([event("m1", at("11:00"))]))
+    api.replies("user_events", "user_id:broken", Reply.error(500))
+
+    result = read_events(ids=["user_id:ok", "user_id:broken"], state=state_v2((at("10:00"), ["user_id:ok", "user_id:broken"])), max_retries=0)
+
+    assert result.stream_error("user_events").failure_type == FailureType.transient_error
+    for state in result.states():
+        assert watermarks(state).get(key("user_id:broken")) == "2026-11-20T10:00:00.000Z"
+
+
+# --- start_date -----------------------------------------------------------------------------
 
 
 def test_start_date_bounds_the_first_sync(api):
@@ -158,17 +303,16 @@ def test_start_date_bounds_the_first_sync(api):
 
     result = read_events(start_date="2026-11-20T09:00:00Z")
 
-    assert instant(api.seen[0].param("start")) == instant("2026-11-20T09:00:00Z")
-    assert len(api.seen) == 1
+    assert [instant(start) for start in starts(api)] == [instant("2026-11-20T09:00:00Z")]
     assert message_ids(result) == ["in", "edge"]
 
 
-def test_start_date_later_than_the_cursor_wins(api):
+def test_start_date_later_than_the_watermark_less_the_window_wins(api):
     api.pages("user_events", "user_id:u1", data_page([event("in", at("12:00")), event("out", at("10:30"))]))
 
-    result = read_events(state=state_of({"user_id:u1": at("10:00")}), start_date="2026-11-20T11:00:00Z")
+    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])), start_date="2026-11-20T11:00:00Z")
 
-    assert instant(api.seen[0].param("start")) == instant(at("11:00"))
+    assert [instant(start) for start in starts(api)] == [instant(at("11:00"))]
     assert message_ids(result) == ["in"]
 
 
@@ -184,52 +328,75 @@ def test_start_date_bounds_full_refresh_too(api):
     "settings, state",
     [
         ({"start_date": "2026-11-20T12:00:00+02:00"}, None),
-        ({"events_lookback_minutes": 0}, {"user_id:u1": "2026-11-20T12:00:00+02:00"}),
+        ({"events_lookback_hours": 0}, state_v2(("2026-11-20T12:00:00+02:00", ["user_id:u1"]))),
     ],
-    ids=["start_date-with-offset", "cursor-with-offset"],
+    ids=["start_date-with-offset", "watermark-with-offset"],
 )
 def test_a_bound_with_a_utc_offset_is_sent_as_the_same_instant(api, settings, state):
     api.pages("user_events", "user_id:u1", data_page([]))
 
-    read_events(state=state_of(state) if state else None, **settings)
+    read_events(state=state, **settings)
 
     assert instant(api.seen[0].param("start")) == instant("2026-11-20T10:00:00Z")
 
 
-def test_a_state_in_the_future_yields_no_records(api):
-    api.pages("user_events", "user_id:u1", data_page([event("m2", at("10:00")), event("m1", at("09:00"))]))
+# --- older states ---------------------------------------------------------------------------
 
-    result = read_events(state=state_of({"user_id:u1": "2030-01-01T00:00:00Z"}))
 
-    assert result.records() == []
+def test_a_version_1_state_is_migrated_with_its_keys_shortened_and_future_cursors_capped(api):
+    """Version 1 kept each profile's newest event timestamp (which a future-stamped event could
+    push a year ahead): it becomes the profile's watermark, never later than now."""
+    api_clock(api)
+    first_200 = [f"user_id:n{n:03d}" for n in range(200)]
+    for profile in first_200 + ["user_id:v1-past", "user_id:v1-future"]:
+        api.pages("user_events", profile, data_page([]))
+    v1 = {"state_version": 1, "profiles": {v1_key("user_id:v1-past"): at("10:00"), v1_key("user_id:v1-future"): "2030-01-01T00:00:00Z"}}
+    before = datetime.now(timezone.utc)
+
+    # One worker: the first checkpoint (200 profiles) comes before the migrated profiles are read.
+    result = read_events(ids=first_200 + ["user_id:v1-past", "user_id:v1-future"], state=v1, max_concurrency=1)
+
     assert result.errors() == []
-    assert result.states()[-1]["profiles"] == keyed({"user_id:u1": "2030-01-01T00:00:00Z"})
+    checkpoint = watermarks(result.states()[0])
+    assert checkpoint[key("user_id:v1-past")] == "2026-11-20T10:00:00.000Z"
+    capped = instant(checkpoint[key("user_id:v1-future")])
+    assert before - timedelta(seconds=1) <= capped <= datetime.now(timezone.utc)
+    assert [instant(start) for start in starts(api, "user_id:v1-past")] == [instant(at("10:00", day=19))]
+    assert abs(instant(starts(api, "user_id:v1-future")[0]) - (capped - timedelta(hours=24))) < timedelta(seconds=1)
+    assert result.states()[-1] == state_v2((WATERMARK, first_200 + ["user_id:v1-past", "user_id:v1-future"]))
 
 
-def test_a_legacy_stream_wide_timestamp_state_is_migrated(api):
+def test_a_legacy_stream_wide_timestamp_state_becomes_every_profiles_watermark(api):
+    api_clock(api)
     for profile in ("user_id:a", "user_id:b"):
-        api.pages("user_events", profile, data_page([event(profile + "-new", at("10:30")), event(profile + "-old", at("08:00"))]))
+        api.pages("user_events", profile, data_page([event(profile + "-new", at("10:30")), event(profile + "-old", at("08:00", day=19))]))
 
-    result = read_events(ids=["user_id:a", "user_id:b"], state=events_state({"timestamp": at("10:00")}))
+    result = read_events(ids=["user_id:a", "user_id:b"], state={"timestamp": at("10:00")})
 
-    assert [instant(request.param("start")) for request in api.seen] == [instant(at("09:50"))] * 2
+    assert [instant(request.param("start")) for request in api.seen] == [instant(at("10:00", day=19))] * 2
     assert sorted(message_ids(result)) == ["user_id:a-new", "user_id:b-new"]
-    assert result.states()[-1] == {"state_version": 1, "profiles": keyed({"user_id:a": at("10:30"), "user_id:b": at("10:30")})}
+    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:a", "user_id:b"]))
 
 
 MALFORMED_STATES = [
     {"state_version": 2, "profiles": {}},
+    {"state_version": 2, "read_through": {}},
+    {"state_version": 2, "read_through": ["abc"]},
+    {"state_version": 2, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profiles": "abc"}]},
+    {"state_version": 2, "read_through": [{"watermark": "yesterday", "profiles": []}]},
+    {"state_version": 2, "read_through": [{"profiles": ["0123456789abcdef"]}]},
+    {"state_version": 3, "read_through": []},
     {"state_version": 1, "profiles": ["user_id:u1"]},
     {"state_version": 1},
     {"cursor": "2026-11-20T10:00:00Z"},
     {"timestamp": "last tuesday"},
-    {"state_version": 1, "profiles": {"user_id:u1": "not a date"}},
-    {"state_version": 1, "profiles": {"user_id:u1": 1700000000}},
+    {"state_version": 1, "profiles": {"0123456789abcdef0123": "not a date"}},
+    {"state_version": 1, "profiles": {"0123456789abcdef0123": 1700000000}},
 ]
 
 
 @pytest.mark.parametrize("state", MALFORMED_STATES, ids=[str(index) for index in range(len(MALFORMED_STATES))])
-def test_a_malformed_state_is_a_config_error_asking_for_a_reset(api, state):
+def test_an_unreadable_state_is_a_config_error_asking_for_a_reset(api, state):
     api.pages("user_traits", "user_id:u1", traits_page({"a": 1}))
 
     result = run_read(config(), ["user_events", "user_traits"], INCREMENTAL, state=events_state(state))
@@ -242,9 +409,9 @@ def test_a_malformed_state_is_a_config_error_asking_for_a_reset(api, state):
     assert [record["external_id"] for record in result.records("user_traits")] == ["user_id:u1"]
 
 
-def test_a_malformed_state_error_masks_email_ids(api):
+def test_an_unreadable_state_error_masks_email_ids(api):
     # A hand-edited state keyed by the raw id rather than its digest.
-    hand_edited = events_state({"state_version": 1, "profiles": {"email:jane.doe@example.com": "garbage"}})
+    hand_edited = {"state_version": 1, "profiles": {"email:jane.doe@example.com": "garbage"}}
     result = read_events(ids=["email:jane.doe@example.com"], state=hand_edited)
 
     message = result.stream_error("user_events").message
@@ -255,51 +422,58 @@ def test_a_malformed_state_error_masks_email_ids(api):
 def test_an_incremental_sync_does_not_log_email_ids(api):
     api.pages("user_events", "email:jane.doe@example.com", data_page([event("m1", at("10:30"))]))
 
-    result = read_events(ids=["email:jane.doe@example.com"], state=state_of({"email:jane.doe@example.com": at("10:00")}))
+    result = read_events(ids=["email:jane.doe@example.com"], state=state_v2((at("10:00"), ["email:jane.doe@example.com"])))
 
     assert len(result.records()) == 1
     for line in result.logs():
         assert "jane.doe" not in line, line
 
 
-def test_state_is_checkpointed_every_200_profiles(api):
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def test_state_is_checkpointed_every_200_profiles_with_only_the_profiles_completed_before_it(api):
+    api_clock(api)
     ids = [f"user_id:u{n:03d}" for n in range(450)]
     for profile in ids:
-        api.pages("user_events", profile, data_page([event(profile, at("10:00"))]))
+        api.pages("user_events", profile, data_page([event(f"{profile}-2", at("10:00"))], next="p2"), data_page([event(f"{profile}-1", at("09:00"))]))
 
-    result = read_events(ids=ids)
+    result = read_events(ids=ids, max_concurrency=8)
 
-    records_before_each_state = []
-    records = 0
+    emitted: dict[str, int] = {}
+    checkpoints = []
     for message in result.output.records_and_state_messages:
         if message.type == Type.RECORD:
-            records += 1
+            emitted[message.record.data["external_id"]] = emitted.get(message.record.data["external_id"], 0) + 1
         elif message.state.stream and message.state.stream.stream_descriptor.name == "user_events":
-            records_before_each_state.append(records)
-    sizes = [len(state["profiles"]) for state in result.states()]
-    assert records_before_each_state[:3] == [200, 400, 450]
-    assert sizes[:3] == [200, 400, 450]
-    assert set(records_before_each_state[3:]) <= {450} and set(sizes[3:]) <= {450}
-    assert len(result.records()) == 450
+            complete = {key(profile) for profile, records in emitted.items() if records == 2}
+            checkpoints.append((set(watermarks(result.states()[len(checkpoints)])), complete))
+    assert [len(in_state) for in_state, _ in checkpoints[:3]] == [200, 400, 450]
+    for in_state, complete in checkpoints:
+        assert in_state <= complete  # no profile is in the state before both its pages were emitted
+    assert len(result.records()) == 900
 
 
 def test_an_interrupted_sync_resumes_from_its_last_checkpoint(api):
     ids = [f"user_id:u{n:03d}" for n in range(250)]
     for profile in ids:
         api.pages("user_events", profile, data_page([event(profile, at("10:00"))]))
-
+    api_clock(api)
     first = read_events(ids=ids)
     checkpoint = first.states()[0]  # as if the sync had been killed after its first checkpoint
-    assert len(checkpoint["profiles"]) == 200
+    assert checkpoint == state_v2((WATERMARK, [profile for profile in ids if key(profile) in watermarks(checkpoint)]))
+    assert len(watermarks(checkpoint)) == 200
 
     api.seen.clear()
-    second = read_events(ids=ids, state=events_state(checkpoint))
+    api_clock(api, "2026-11-20T13:00:00Z")
+    second = read_events(ids=ids, state=checkpoint)
 
     # Workers complete profiles in any order: the checkpoint holds whichever 200 were emitted first.
-    fresh = [request for request in api.seen if request.param("start") is None]
-    not_checkpointed = [profile for profile in ids if profile_state_key(profile) not in checkpoint["profiles"]]
+    not_checkpointed = [profile for profile in ids if key(profile) not in watermarks(checkpoint)]
     assert len(not_checkpointed) == 50
+    fresh = [request for request in api.seen if request.param("start") is None]
     assert sorted(request.path.split("/profiles/")[1] for request in fresh) == sorted(f"{profile}/events" for profile in not_checkpointed)
+    assert {instant(request.param("start")) for request in api.seen if request.param("start")} == {instant(WATERMARK) - timedelta(hours=24)}
     assert len(api.seen) == 250
-    assert sorted(message_ids(second)) == sorted(ids)  # the first 200 again only through the lookback overlap
-    assert len(second.states()[-1]["profiles"]) == 250
+    assert sorted(message_ids(second)) == sorted(ids)  # the first 200 again only through the window's overlap
+    assert second.states()[-1] == state_v2(("2026-11-20T12:55:00.000Z", ids))

@@ -47,6 +47,9 @@ def test_the_summary_counts_rate_limits_and_retries(api):
     (summary,) = lines_starting(result, "Summary user_traits:")
     assert "3 requests" in summary and "1 pages" in summary
     assert "1 rate-limited (429)" in summary and "1 retries" in summary
+    # The shared rate as it stands: cut once to 0.7 of the 80/s budget, climbing back since.
+    rate = float(re.search(r"rate now ([\d.]+)/s after 1 cuts", summary).group(1))
+    assert 56.0 <= rate < 80.0
 
 
 def test_the_not_found_list_in_the_summary_is_capped(api):
@@ -76,6 +79,7 @@ def test_progress_lines_appear_at_a_steady_pace_with_the_figures_an_operator_nee
         assert re.search(r"\d+/24 profiles", line)
         assert "requests/s" in line and "1/s budget" in line
         assert "429" in line and "retries" in line
+        assert "rate now 1.0/s after 0 cuts" in line
         assert "left" in line
     done = [int(re.search(r"(\d+)/24 profiles", line).group(1)) for line in progress]
     assert done == sorted(done) and done[-1] <= 24

@@ -25,7 +25,7 @@ TUNING = [
     "request_timeout_seconds",
     "max_retries",
     "rate_limit_max_wait_minutes",
-    "events_lookback_minutes",
+    "events_lookback_hours",
     "page_size",
 ]
 
@@ -128,8 +128,21 @@ def test_documented_defaults_are_the_connector_defaults():
         "request_timeout_seconds": parsed.request_timeout_seconds,
         "max_retries": parsed.max_retries,
         "rate_limit_max_wait_minutes": parsed.rate_limit_max_wait_seconds / 60,
-        "events_lookback_minutes": parsed.events_lookback_seconds / 60,
+        "events_lookback_hours": parsed.events_lookback_seconds / 3600,
         "page_size": parsed.page_size,
     }
     assert PROPERTIES["region"]["default"] == "us"
     assert parsed.base_url == "https://profiles.segment.com"
+
+
+def test_the_deprecated_lookback_in_minutes_is_hidden_and_has_no_default():
+    """Older configs still carry events_lookback_minutes; a default would be filled into every new config."""
+    prop = PROPERTIES["events_lookback_minutes"]
+    assert prop.get("group") == "advanced" and prop.get("airbyte_hidden") is True
+    assert "default" not in prop
+    assert "Deprecated" in prop["description"] and PROPERTIES["events_lookback_hours"]["title"] in prop["description"]
+
+
+def test_the_lookback_maximum_is_the_14_days_the_api_keeps_in_both_units():
+    assert PROPERTIES["events_lookback_hours"]["maximum"] == 14 * 24
+    assert PROPERTIES["events_lookback_minutes"]["maximum"] == 14 * 24 * 60
