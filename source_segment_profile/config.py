@@ -126,6 +126,9 @@ def _flag(raw: Mapping[str, Any], field: str) -> bool:
     return value
 
 
+SEGMENT_ID_PREFIX = "segment_id:"
+
+
 def ids_segment_would_not_match(external_ids: Iterable[str]) -> list[str]:
     """Ids with surrounding whitespace or upper-case letters, which Segment never matches.
 
@@ -133,7 +136,13 @@ def ids_segment_would_not_match(external_ids: Iterable[str]) -> list[str]:
     Queries with an external_id in other casing won't return any profiles." They are read as
     given (the user may know better), with a warning.
     """
-    return [external_id for external_id in external_ids if external_id != external_id.strip() or external_id != external_id.lower()]
+    return [
+        external_id
+        for external_id in external_ids
+        if external_id != external_id.strip()
+        # Segment's own segment ids are mixed case (use_7KTDD...): only external ids must be lower-case.
+        or (external_id != external_id.lower() and not external_id.startswith(SEGMENT_ID_PREFIX))
+    ]
 
 
 def _required_string(raw: Mapping[str, Any], field: str, secret: bool = False) -> str:

@@ -33,6 +33,7 @@ USER_STREAMS = (UserTraits, UserEvents, UserExternalIds, UserMetadata, UserLinks
 ACCOUNT_STREAMS = (AccountTraits, AccountExternalIds)
 # The stream names users select (the CDK names a stream after its class: UserTraits -> user_traits).
 STREAM_NAMES = tuple(camel_to_snake(stream.__name__) for stream in USER_STREAMS + ACCOUNT_STREAMS)
+ACCOUNT_STREAM_NAMES = STREAM_NAMES[len(USER_STREAMS) :]
 # check must answer within seconds, not after a sync's worth of retries.
 CHECK_TIMEOUT_SECONDS = 15.0
 CHECK_MAX_RETRIES = 1
@@ -95,10 +96,15 @@ class SourceSegmentProfile(AbstractSource):
 
     def read(self, logger: logging.Logger, config: Mapping[str, Any], catalog: Any, state: Any = None) -> Iterator[AirbyteMessage]:
         """Before any profile request: a space that does not list users fails the sync at once
-        when `read_all_users` is on, with the message that says what to do."""
+        when `read_all_users` is on, with the message that says what to do. The streams' order is
+        otherwise the catalog's (sort is stable)."""
         parsed = load_config(config)
         if parsed.read_all_users:
             UserListing(parsed, ProfileApiClient(parsed, RateBudget(parsed.requests_per_second))).probe()
+        if parsed.accounts_from_user_links:
+            # user_links first: the account streams then take the accounts it collected instead of
+            # reading every user's links a second time.
+            catalog.streams.sort(key=lambda configured: configured.stream.name in ACCOUNT_STREAM_NAMES)
         yield from super().read(logger, config, catalog, state)
 
 

@@ -369,7 +369,9 @@ class UserLinks(DataListStream):
         return records
 
     def reading_ended(self) -> None:
-        if self._linked_accounts is not None:
+        # A resumed attempt skipped the users an interrupted one read: its links are not all of
+        # them, so the account streams read every user's links themselves.
+        if self._linked_accounts is not None and self._read_progress.resume_position is None:
             self._linked_accounts.complete = True
 
     def read_links_only(self) -> None:
@@ -378,7 +380,7 @@ class UserLinks(DataListStream):
         reader = ProfileReader(self.read_profile, self._config.max_concurrency, lambda: None, IDLE_POLL_SECONDS)
         for _ in reader.read(progress.ids(self._profiles.pages())):
             pass
-        self.reading_ended()
+        self._linked_accounts.complete = True
         self.logger.info(f"Read the links of the users for the account streams: {len(self._linked_accounts.ids())} linked accounts.")
 
 
