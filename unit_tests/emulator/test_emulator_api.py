@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from segment_profile_emulator.testing import running_emulator
-from unit_tests.emulator.paging import api_session, get, page_through
+from unit_tests.emulator.paging import get, page_through
 
 NOW = "2026-11-20T10:00:00Z"
 UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "The specified token is invalid."}}
@@ -22,17 +22,6 @@ LAST_PAGE = {"url": "", "has_more": False, "next": ""}
 def emulator():
     with running_emulator(users=100, accounts=4, seed=7, now=NOW, rate_limit=0) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def truth(emulator):
-    return emulator.ground_truth()
-
-
-@pytest.fixture(scope="module")
-def api(emulator):
-    with api_session(emulator) as session:
-        yield session
 
 
 def first_user(truth, condition):

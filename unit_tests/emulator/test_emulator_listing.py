@@ -19,17 +19,6 @@ def emulator():
         yield running
 
 
-@pytest.fixture(scope="module")
-def truth(emulator):
-    return emulator.ground_truth()
-
-
-@pytest.fixture(scope="module")
-def api(emulator):
-    with api_session(emulator) as session:
-        yield session
-
-
 def listing_url(emulator, collection="users"):
     return f"{emulator.url}/v1/spaces/{emulator.space_id}/collections/{collection}/profiles"
 

@@ -27,17 +27,6 @@ def emulator():
         yield running
 
 
-@pytest.fixture(scope="module")
-def truth(emulator):
-    return emulator.ground_truth()
-
-
-@pytest.fixture(scope="module")
-def api(emulator):
-    with api_session(emulator) as session:
-        yield session
-
-
 def raw_get(emulator, path, **headers):
     """(status, headers, undecoded body bytes) of one GET, as http.client receives them."""
     address = urllib.parse.urlsplit(emulator.url)
