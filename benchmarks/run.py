@@ -1,132 +1,110 @@
-"""The benchmark of issue 6: `make bench`. Every figure of the table is measured in this one run.
+"""`make bench`: the request path at the real API's conditions (issues 13, 14 and 15).
 
-1. Budget use: with 100 ms +-50% latency and a 100 requests/s limit (the emulator's token bucket),
-   a full refresh of all seven streams for 1,000 users and 100 accounts at a budget of 100/s;
-   then the same streams one request at a time (max_concurrency 1) as the baseline, on a
-   tenth of the profiles (one request at a time runs at 1/latency whatever the profile count,
-   and the whole set would take ~10 minutes).
-2. Throughput: with no latency and no limit, records/s of user_events through the connector vs.
-   the CDK's ceiling (benchmarks/cdk_ceiling.py yielding the same records without HTTP), both
-   measured between the first and last record's emitted_at; --events-repeats pairs, the median reported.
-3. Memory: peak RSS of the connector process and its reader process reading all seven streams
-   for 1,000 and 10,000 users; --rss-repeats pairs, the median ratio reported.
+    python -m benchmarks.run                      # every row (see --list)
+    python -m benchmarks.run --only budget,rss    # some rows, or groups of rows
+
+Every figure is measured in the run that prints it: each row starts its own emulator and runs the
+INSTALLED connector (`source-segment-profile`: reinstall it after a change; the header says
+whether it is the working tree's and whether it changed during the run) as Airbyte would, and its
+targets are checked against figures of that same row. Requests, 429s, requests sent during a
+Retry-After wait and the elapsed time (first request's arrival to last answer) are the emulator's
+own counters; records, CPU time (wait4) and peak RSS (VmHWM) are the connector process's. The
+table and the raw figures go to bench-output/ (results.md and results.json; for a subset of rows,
+results-<rows>.*). The exit status is 1 when a row misses its target or fails.
+
+Issue 13, request path at real-API conditions (1,000 users and 100 accounts unless said):
+  budget       7 streams, full refresh, 100 ms +-50% latency, 100/s limit, budget 100/s:
+               successful requests/s / budget >= 0.95, no 429.
+  heavy-pages  user_events only, every page full (200 events), 50 ms +-50% latency, 100/s limit
+               and budget: records/s (first to last record's emitted_at) >= 0.95 x 100 pages/s x
+               200 records; and the connector's CPU seconds per 100,000 records.
+  rss-scale    7 streams, no latency nor limit: peak RSS at 10x the profiles <= 1.10x.
+  rss-heavy    user_events of 11 users, with and without a profile of 100,000 events: < 50 MiB more.
+               Both RSS rows: the median of --rss-repeats pairs of runs.
+  loc          lines of source_segment_profile/*.py at 66942d9 and in the working tree. No target.
+Issue 14, adaptive rate (the connector's default config, budget 80/s; 100 ms +-50% latency):
+  uncontended  limit 100/s: successful requests/s / 80 >= 0.95, no 429.
+  limit50-none, limit50-seconds, limit20-none, limit20-seconds
+               the limit at 50 or 20/s, 429s without or with Retry-After (seconds): goodput /
+               limit >= 0.85, 429s <= 5% and requests during a Retry-After wait <= 1% of requests.
+               These four run side by side (see SIDE_BY_SIDE; --sequential not to).
+  limit-drop   the limit drops from 100 to 30/s halfway, no Retry-After (Segment documents none):
+               goodput / capacity >= 0.85 (capacity: the integral of min(limit, 80/s) over the
+               run), 429s <= 5%, requests during a Retry-After wait <= 1% (none is sent).
+Issue 15, the cost of the late-events lookback:
+  lookback     1,000 users, user_events incremental, no latency nor limit: sync 1, the clock 1 h
+               on, then sync 2 from sync 1's state with a lookback of 10 min, 24 h (the default)
+               and 72 h: requests and records of sync 2, the re-emitted records (delivered by
+               sync 1 already) and the difference from 10 min. No target. The emulator's default
+               data (no --late-events): this row measures what the window costs, not what it catches.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import hashlib
+import importlib.metadata
 import json
+import math
+import os
+import platform
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
-from integration_tests.connector_cli import configured_catalog, connector_command
+from integration_tests.connector_cli import STREAMS, configured_catalog, connector_command
 from segment_profile_emulator.testing import running_emulator
 
 OUTPUT = Path("bench-output")
+REPOSITORY = Path(__file__).resolve().parent.parent
 SEGMENT_LIMIT = 100  # requests/s per space (Segment product limits)
+DEFAULT_BUDGET = 80  # the connector's default requests_per_second (spec.json)
+PAGE_SIZE = 200  # the connector's default page_size, the largest the API takes for events
+USERS, ACCOUNTS = 1000, 100
+REAL_LATENCY = {"latency_ms": 100, "latency_spread": 0.5}
+LOC_BEFORE = "66942d9"  # the last revision with the hand-written HTTP client and forked reader
+# The heavy-pages row: each user has this many events, whole pages of 200, and there are enough
+# users for this many seconds of reading at 100 pages/s.
+EVENTS_PER_USER = 10 * PAGE_SIZE
+HEAVY_READ_SECONDS = 32
+# Budget for rows with neither latency nor limit: high enough that pacing never waits.
+UNPACED_BUDGET = 5000
 
 
-def config_for(emulator: Any, truth: dict, **overrides: Any) -> dict:
-    return {
-        "space_id": emulator.space_id,
-        "access_token": emulator.token,
-        "api_base_url": emulator.url,
-        "user_external_ids": [user["lookup_id"] for user in truth["users"]],
-        "account_external_ids": [account["lookup_id"] for account in truth["accounts"]],
-        **overrides,
-    }
-
-
-def run_read(workdir: Path, config: dict, catalog: dict, output_file: Path | None = None) -> dict:
-    """Runs the connector's read; returns records, wall seconds, emitted_at span and peak RSS (MiB)."""
-    (workdir / "config.json").write_text(json.dumps(config))
-    (workdir / "catalog.json").write_text(json.dumps(catalog))
-    command = [*connector_command(), "read", "--config", str(workdir / "config.json"), "--catalog", str(workdir / "catalog.json")]
-    return _run_and_count(command, output_file)
-
-
-def _emitted_at(record_line: bytes) -> int:
-    return int(record_line[record_line.rindex(b'"emitted_at":') + 13 :].split(b"}", 1)[0].split(b",", 1)[0])
-
-
-class PeakRss:
-    """The peak resident memory of a connector process plus that of its reader children.
-
-    Both are the kernel's own high-water marks (VmHWM): the parent's, and the largest of its
-    children's (one per stream, one after the other), read every 20 ms while they run. Their sum
-    errs high: the two peaks need not coincide, and pages a child still shares with its parent
-    count in both. Sampled Pss would count them once, but reading smaps_rollup costs ~4 ms a time,
-    so spikes between samples went unseen and runs of the same command differed by 10%.
-    Not wait4's ru_maxrss: that counts the forked copy of this (large) benchmark process before exec.
-    """
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.parent_kib = 0
-        self.child_kib = 0
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while True:
-            parent = _peak_kib(self.pid)
-            if parent is None:
-                return
-            self.parent_kib = max(self.parent_kib, parent)
-            self.child_kib = max([self.child_kib] + [_peak_kib(child) or 0 for child in _children(self.pid)])
-            time.sleep(0.02)
-
-    def mib(self) -> float:
-        self._thread.join()
-        return (self.parent_kib + self.child_kib) / 1024
-
-
-def _peak_kib(pid: int) -> int | None:
-    """VmHWM of a process in KiB; None once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [int(child) for child in children.read().split()]
-    except FileNotFoundError:
-        return []
+# --- running the connector and reading its output ---------------------------------------------
 
 
 RECORD_LINE = b'{"type":"RECORD"'
 STATE_LINE = b'{"type":"STATE"'
+TRACE_LINE = b'{"type":"TRACE"'
 READ_BLOCK = 1 << 20
 
 
 class OutputTally:
     """What the benchmark needs of a connector's stdout, read a block at a time.
 
-    This process shares the 2 cores with the connector, its reader process and the emulator, so
-    it does next to nothing per record: it counts record lines with bytes.count over whole blocks
-    (a message is one line, so a record starts right after a newline), keeps the first and last
-    record line for their emitted_at, and decodes only user_events STATE lines (a few per stream).
-    Reading line by line cost ~1 us of CPU per record, a tenth of what the CDK itself spends.
-    `output_file`, if given, receives the whole output (the ceiling source keeps its records).
+    This process shares the 2 cores with the connector and the emulator, so it does next to
+    nothing per record: it counts record lines with bytes.count over whole blocks (a message is one
+    line, so a record starts right after a newline), keeps the first and last record line for their
+    emitted_at, and decodes only STATE lines (one per stream every 200 profiles), keeping the last
+    of each stream. `output_file`, if given, receives the whole output.
     """
 
-    def __init__(self, output_file: Path | None = None):
+    def __init__(self, output_file: Optional[Path] = None):
         self.records = 0
-        self.first_record: bytes | None = None
-        self.last_record: bytes | None = None
-        self.events_state_bytes = 0
+        self.first_record: Optional[bytes] = None
+        self.last_record: Optional[bytes] = None
+        self.last_states: dict[str, dict] = {}
+        self.errors: list[str] = []  # the messages of TRACE errors, to say why a read failed
         self._sink = open(output_file, "wb") if output_file else None
         self._carry = b""
 
@@ -145,6 +123,11 @@ class OutputTally:
         if self._sink:
             self._sink.close()
 
+    def state_bytes(self, stream: str) -> int:
+        """The size of a stream's last stream_state, as compact JSON; 0 if it sent none."""
+        state = self.last_states.get(stream)
+        return len(json.dumps(state["stream"]["stream_state"], separators=(",", ":"))) if state else 0
+
     def _complete_lines(self, lines: bytes) -> None:
         if self._sink:
             self._sink.write(lines)
@@ -158,162 +141,625 @@ class OutputTally:
             self.last_record = _line_at(framed, framed.rfind(b"\n" + RECORD_LINE) + 1)
         at = framed.find(b"\n" + STATE_LINE)
         while at != -1:
-            line = _line_at(framed, at + 1)
-            if b'"user_events"' in line:
-                self.events_state_bytes = len(json.dumps(json.loads(line)["state"]["stream"]["stream_state"]))
+            state = json.loads(_line_at(framed, at + 1))["state"]
+            if "stream" in state:
+                self.last_states[state["stream"]["stream_descriptor"]["name"]] = state
             at = framed.find(b"\n" + STATE_LINE, at + 1)
+        at = framed.find(b"\n" + TRACE_LINE)
+        while at != -1:
+            trace = json.loads(_line_at(framed, at + 1))["trace"]
+            if trace.get("type") == "ERROR":
+                self.errors.append(trace["error"].get("message") or "")
+            at = framed.find(b"\n" + TRACE_LINE, at + 1)
 
 
 def _line_at(text: bytes, start: int) -> bytes:
     return text[start : text.index(b"\n", start)]
 
 
-def _run_and_count(command: list[str], output_file: Path | None = None) -> dict:
+def emitted_at(record_line: bytes) -> int:
+    """A RECORD line's emitted_at (ms), without decoding the record."""
+    return int(record_line[record_line.rindex(b'"emitted_at":') + 13 :].split(b"}", 1)[0].split(b",", 1)[0])
+
+
+def event_keys(output_file: Path) -> set[tuple[str, str]]:
+    """The primary keys (external_id, messageId) of the user_events records in a saved output."""
+    keys = set()
+    with open(output_file, "rb") as lines:
+        for line in lines:
+            if line.startswith(RECORD_LINE):
+                record = json.loads(line)["record"]
+                if record["stream"] == "user_events":
+                    keys.add((record["data"]["external_id"], record["data"]["messageId"]))
+    return keys
+
+
+class PeakRss:
+    """The connector process's peak resident memory: the kernel's high-water mark (VmHWM), read
+    every 20 ms while it runs (it only grows, so the last reading is the peak up to then). Not
+    wait4's ru_maxrss: that counts the forked copy of this benchmark process before exec."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.kib = 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while (peak := _peak_kib(self.pid)) is not None:
+            self.kib = max(self.kib, peak)
+            time.sleep(0.02)
+
+    def mib(self) -> float:
+        self._thread.join()
+        return self.kib / 1024
+
+
+def _peak_kib(pid: int) -> Optional[int]:
+    """VmHWM of a process in KiB; None once it has exited (a zombie has no VmHWM line)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+@dataclass
+class ConnectorRead:
+    records: int
+    wall_seconds: float  # the process, start to exit
+    record_span_seconds: float  # first to last record's emitted_at
+    cpu_seconds: float  # the process's user + system time (wait4)
+    peak_rss_mib: float
+    states: dict[str, dict] = field(default_factory=dict)  # the last STATE message of each stream
+    state_bytes: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {name: value for name, value in vars(self).items() if name != "states"}
+
+
+def read(workdir: Path, config: dict, catalog: dict, state: Optional[list] = None, output_file: Optional[Path] = None) -> ConnectorRead:
+    """Runs the installed connector's `read` to the end; raises if it fails."""
+    files = {"config": config, "catalog": catalog, **({"state": state} if state is not None else {})}
+    command = [*connector_command(), "read"]
+    for name, content in files.items():
+        (workdir / f"{name}.json").write_text(json.dumps(content))
+        command += [f"--{name}", str(workdir / f"{name}.json")]
+    stderr_path = workdir / "stderr.log"
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    with open(stderr_path, "wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
     peak_rss = PeakRss(process.pid)
     tally = OutputTally(output_file)
     while block := process.stdout.read(READ_BLOCK):
         tally.feed(block)
     tally.close()
-    status = process.wait()
-    if status != 0:
-        raise SystemExit(f"{command[0]} exited with status {status}")
-    first_emit, last_emit = (_emitted_at(line) if line else None for line in (tally.first_record, tally.last_record))
-    span = ((last_emit or 0) - (first_emit or 0)) / 1000
+    # wait4 rather than Popen.wait: it also gives the process's own CPU time.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"the connector exited with status {process.returncode}: {' / '.join(tally.errors)} {stderr_path.read_text()[-2000:]}".strip())
+    span = emitted_at(tally.last_record) - emitted_at(tally.first_record) if tally.records else 0
+    return ConnectorRead(
+        records=tally.records,
+        wall_seconds=wall,
+        record_span_seconds=span / 1000,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=peak_rss.mib(),
+        states=tally.last_states,
+        state_bytes={stream: tally.state_bytes(stream) for stream in tally.last_states},
+    )
+
+
+def connector_config(emulator: Any, profiles: dict, **overrides: Any) -> dict:
+    """A config for every profile of `profiles` (the emulator's lookup_ids()); anything not in
+    `overrides` is left to the connector's defaults."""
     return {
-        "records": tally.records,
-        "seconds": time.monotonic() - started,
-        "record_span_seconds": span,
-        "peak_rss_mib": peak_rss.mib(),
-        "peak_rss_parent_mib": peak_rss.parent_kib / 1024,
-        "peak_rss_reader_mib": peak_rss.child_kib / 1024,
-        "events_state_bytes": tally.events_state_bytes,
+        "space_id": emulator.space_id,
+        "access_token": emulator.token,
+        "api_base_url": emulator.url,
+        "user_external_ids": profiles["users"],
+        "account_external_ids": profiles["accounts"],
+        **overrides,
     }
 
 
-def budget_use(users: int, accounts: int, baseline_share: int) -> dict:
+def sync(emulator_options: dict, streams: tuple[str, ...] = STREAMS, incremental: bool = False, **config: Any) -> tuple[dict, ConnectorRead]:
+    """One read against a fresh emulator: its stats (counted from the first request) and the read."""
+    with running_emulator(**emulator_options) as emulator, tempfile.TemporaryDirectory() as workdir:
+        profiles = emulator.lookup_ids()
+        emulator.reset_stats()
+        result = read(Path(workdir), connector_config(emulator, profiles, **config), configured_catalog(streams, incremental))
+        return emulator.stats(), result
+
+
+def rejected(stats: dict) -> int:
+    """Every 429 the emulator sent (its rate limit's and any injected)."""
+    return stats["by_status"].get("429", 0)
+
+
+def goodput(stats: dict) -> float:
+    """Successful requests per second of the emulator's elapsed time."""
+    return stats["successful_requests"] / stats["elapsed_seconds"]
+
+
+def run_summary(stats: dict) -> str:
+    return (
+        f"{stats['successful_requests']:,} successful of {stats['requests_total']:,} requests "
+        f"in {stats['elapsed_seconds']:.1f} s, peak {stats['peak_in_flight']} in flight"
+    )
+
+
+def installed_connector() -> dict[str, bytes]:
+    """The installed package's sources by path: what the console script runs. (Not the checkout's
+    egg-info, which the current directory would put first.)"""
+    site = sysconfig.get_paths()["purelib"]
+    distribution = next(iter(importlib.metadata.distributions(name="source-segment-profile", path=[site])))
+    return {
+        str(path): distribution.locate_file(path).read_bytes()
+        for path in distribution.files
+        if str(path).startswith("source_segment_profile/") and str(path).endswith((".py", ".json"))
+    }
+
+
+def fingerprint(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + files[path] + b"\0")
+    return digest.hexdigest()[:10]
+
+
+def compare_with_checkout(files: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """(modules of the working tree that are installed differently or not at all, installed
+    modules the working tree does not have: setuptools' build/ directory keeps deleted ones)."""
+    checkout = {str(path.relative_to(REPOSITORY)): path.read_bytes() for path in (REPOSITORY / "source_segment_profile").rglob("*") if path.suffix in (".py", ".json")}
+    differing = sorted(path for path, content in checkout.items() if files.get(path) != content)
+    extra = sorted(path for path in files.keys() - checkout.keys() if path.endswith(".py"))
+    return differing, extra
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One target: a measured figure, how it is shown, and whether it met the target."""
+
+    label: str  # what the figure is, e.g. "429s"
+    shown: str  # the figure, e.g. "0"
+    target: str  # e.g. "0"
+    met: bool
+
+
+@dataclass
+class Row:
+    measure: str
+    checks: list[Check]
+    details: str  # figures behind the checked ones
+    says: list[str]  # plain restatements of the figures, for "What this says"
+    raw: dict
+
+    @property
+    def passed(self) -> Optional[bool]:
+        return all(check.met for check in self.checks) if self.checks else None
+
+
+def share(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def budget_use(args: argparse.Namespace) -> Row:
+    """Row 1: at the documented limit, with a budget equal to it, the budget is the speed limit."""
     budget = SEGMENT_LIMIT
-    with running_emulator(users=users, accounts=accounts, latency_ms=100, latency_spread=0.5, rate_limit=SEGMENT_LIMIT) as emulator:
-        truth = emulator.ground_truth()
-        with tempfile.TemporaryDirectory() as workdir:
-            emulator.reset_stats()
-            concurrent = run_read(Path(workdir), config_for(emulator, truth, requests_per_second=budget), configured_catalog(incremental=False))
-            stats = emulator.stats()
-            subset = {**truth, "users": truth["users"][: users // baseline_share], "accounts": truth["accounts"][: max(1, accounts // baseline_share)]}
-            emulator.reset_stats()
-            run_read(Path(workdir), config_for(emulator, subset, requests_per_second=budget, max_concurrency=1), configured_catalog(incremental=False))
-            baseline = emulator.stats()
-    rate = stats["requests_total"] / stats["elapsed_seconds"]
-    baseline_rate = baseline["requests_total"] / baseline["elapsed_seconds"]
-    return {
-        "profiles": users + accounts,
-        "requests": stats["requests_total"],
-        "seconds": stats["elapsed_seconds"],
-        "rate": rate,
-        "budget": budget,
-        "ratio": rate / budget,
-        "429s": stats["rate_limited_429"] + stats["faults"]["429"],
-        "peak_in_flight": stats["peak_in_flight"],
-        "requests_per_profile": stats["requests_total"] / (users + accounts),
-        "records": concurrent["records"],
-        "baseline_profiles": len(subset["users"]) + len(subset["accounts"]),
-        "baseline_rate": baseline_rate,
-        "baseline_ratio": baseline_rate / budget,
-        "baseline_minutes_for_full_set": stats["requests_total"] / baseline_rate / 60,
-    }
-
-
-def events_vs_ceiling(users: int, repeats: int) -> dict:
-    """`repeats` pairs of (connector, ceiling) reads, each pair back to back; the pair with the
-    median ratio is reported, and the range of all. This 2-core VM's speed drifts by a third
-    from one minute to the next (the ceiling alone measured 58k to 96k records/s); a pair shares
-    the moment, and the median keeps one slow or fast moment from deciding the figure."""
-    pairs = []
-    with running_emulator(users=users, accounts=1, latency_ms=0, rate_limit=0) as emulator:
-        truth = emulator.ground_truth()
-        with tempfile.TemporaryDirectory() as workdir:
-            output_file = Path(workdir) / "connector-output.jsonl"
-            catalog = configured_catalog(("user_events",), incremental=False)
-            # A first read warms the emulator (it generates a profile's events on first access), so
-            # that the measured read is limited by the connector, not by the emulator.
-            config = config_for(emulator, truth, requests_per_second=100000)
-            run_read(Path(workdir), config, catalog)
-            (Path(workdir) / "ceiling.json").write_text(json.dumps({"connector_output": str(output_file)}))
-            for _ in range(repeats):
-                connector = run_read(Path(workdir), config, catalog, output_file)
-                ceiling = _run_and_count([sys.executable, "-m", "benchmarks.cdk_ceiling", "read", "--config", str(Path(workdir) / "ceiling.json"), "--catalog", str(Path(workdir) / "catalog.json")])
-                assert ceiling["records"] == connector["records"]
-                connector_rate = connector["records"] / connector["record_span_seconds"]
-                ceiling_rate = ceiling["records"] / ceiling["record_span_seconds"]
-                pairs.append({"records": connector["records"], "connector_rate": connector_rate, "ceiling_rate": ceiling_rate, "ratio": connector_rate / ceiling_rate})
-    median = sorted(pairs, key=lambda pair: pair["ratio"])[len(pairs) // 2]
-    return {**median, "ratios": [pair["ratio"] for pair in pairs]}
-
-
-def peak_rss_pairs(small_users: int, large_users: int, repeats: int) -> tuple[dict, dict, list[float]]:
-    """`repeats` pairs of (small, large) syncs; the pair with the median ratio, and all ratios."""
-    pairs = [(peak_rss(small_users), peak_rss(large_users)) for _ in range(repeats)]
-    ratios = [large["peak_rss_mib"] / small["peak_rss_mib"] for small, large in pairs]
-    small, large = sorted(pairs, key=lambda pair: pair[1]["peak_rss_mib"] / pair[0]["peak_rss_mib"])[len(pairs) // 2]
-    return small, large, ratios
-
-
-def peak_rss(users: int) -> dict:
-    accounts = max(1, users // 10)
-    with running_emulator(users=users, accounts=accounts, latency_ms=0, rate_limit=0) as emulator:
-        truth = emulator.ground_truth()
-        with tempfile.TemporaryDirectory() as workdir:
-            # user_events incremental: the same records as a first full sync, plus its state to measure.
-            result = run_read(Path(workdir), config_for(emulator, truth, requests_per_second=100000), configured_catalog())
-    return {"profiles": users + accounts, "users": users, **result}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--baseline-share", type=int, default=10, help="the baseline reads 1/N of the profiles")
-    parser.add_argument("--events-users", type=int, default=2000)
-    parser.add_argument("--rss-users", type=int, nargs=2, default=[1000, 10000])
-    parser.add_argument("--events-repeats", type=int, default=5, help="pairs of runs for the throughput ratio (the median is reported)")
-    parser.add_argument("--rss-repeats", type=int, default=3, help="pairs of runs for the memory ratio (the median is reported)")
-    args = parser.parse_args()
-    OUTPUT.mkdir(exist_ok=True)
-
-    print("1/3 budget use (100 ms +-50% latency, 100 requests/s limit)...", flush=True)
-    budget = budget_use(args.users, args.accounts, args.baseline_share)
-    print("2/3 user_events records/s vs the CDK ceiling (no latency, no limit)...", flush=True)
-    events = events_vs_ceiling(args.events_users, args.events_repeats)
-    print("3/3 peak RSS...", flush=True)
-    small, large, rss_ratios = peak_rss_pairs(*args.rss_users, args.rss_repeats)
-
-    rows = [
-        ("Budget used, full refresh of 7 streams, "
-         f"{budget['profiles']:,} profiles, budget {budget['budget']}/s",
-         f"{budget['rate']:.1f} requests/s = **{budget['ratio']:.2f}** of the budget "
-         f"({budget['requests']:,} requests in {budget['seconds']:.1f} s, peak {budget['peak_in_flight']} in flight)"),
-        ("429s seen (budget = the emulator's 100/s limit)", f"**{budget['429s']}**"),
-        ("Requests per profile (5 user streams + 2 account streams, incl. extra pages)", f"{budget['requests_per_profile']:.2f}"),
-        (f"Baseline: one request at a time ({budget['baseline_profiles']} profiles)",
-         f"{budget['baseline_rate']:.1f} requests/s = {budget['baseline_ratio']:.2f} of the budget "
-         f"(the full set would take {budget['baseline_minutes_for_full_set']:.0f} min instead of {budget['seconds'] / 60:.1f})"),
-        (f"user_events records/s, {events['records']:,} records, no latency/limit",
-         f"{events['connector_rate']:,.0f}/s vs CDK ceiling {events['ceiling_rate']:,.0f}/s = **{events['ratio']:.2f}** "
-         f"(median of {len(events['ratios'])} pairs: {', '.join(f'{ratio:.2f}' for ratio in events['ratios'])})"),
-        (f"Peak RSS (connector + reader process), all streams, {small['profiles']:,} profiles",
-         f"{small['peak_rss_mib']:.0f} MiB = {small['peak_rss_parent_mib']:.0f} + {small['peak_rss_reader_mib']:.0f} ({small['records']:,} records)"),
-        (f"Peak RSS, all streams, {large['profiles']:,} profiles",
-         f"{large['peak_rss_mib']:.0f} MiB = {large['peak_rss_parent_mib']:.0f} + {large['peak_rss_reader_mib']:.0f} ({large['records']:,} records) = **{large['peak_rss_mib'] / small['peak_rss_mib']:.2f}x** "
-         f"(median of {len(rss_ratios)} pairs: {', '.join(f'{ratio:.2f}x' for ratio in rss_ratios)})"),
-        (f"user_events state size, {large['users']:,} user profiles",
-         f"{large['events_state_bytes'] / 1024:.0f} KiB ({large['events_state_bytes'] / large['users']:.0f} bytes per profile)"),
+    stats, result = sync({"users": USERS, "accounts": ACCOUNTS, **REAL_LATENCY, "rate_limit": SEGMENT_LIMIT}, requests_per_second=budget)
+    ratio = goodput(stats) / budget
+    checks = [
+        Check("successful requests/s / budget", f"{goodput(stats):.1f}/s = **{ratio:.2f}**", ">= 0.95", ratio >= 0.95),
+        Check("429s", f"**{rejected(stats)}**", "0", rejected(stats) == 0),
     ]
-    table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
-    print("\n" + table)
-    (OUTPUT / "results.md").write_text(table + "\n")
-    (OUTPUT / "results.json").write_text(json.dumps({"budget": budget, "events": events, "rss": [small, large], "rss_ratios": rss_ratios}, indent=2))
-    return 0
+    return Row(
+        f"Budget use: 7 streams, full refresh, {USERS + ACCOUNTS:,} profiles, 100 ms +-50% latency, limit {SEGMENT_LIMIT}/s, budget {budget}/s",
+        checks,
+        f"{run_summary(stats)}; {result.records:,} records; "
+        f"{stats['requests_total'] / (USERS + ACCOUNTS):.2f} requests per profile",
+        [f"With a budget of {budget}/s at a {SEGMENT_LIMIT}/s limit, the connector got {ratio:.2f} of its budget answered per second, with {rejected(stats)} 429s."],
+        {"stats": stats, "connector": result.as_json()},
+    )
+
+
+def heavy_pages(args: argparse.Namespace) -> Row:
+    """Row 2: every events page full, so that the budget alone would allow 100 x 200 records/s."""
+    pages_per_user = EVENTS_PER_USER // PAGE_SIZE
+    users = math.ceil(HEAVY_READ_SECONDS * SEGMENT_LIMIT / pages_per_user)
+    emulator = {"users": users, "accounts": 1, "events_per_user": EVENTS_PER_USER, "latency_ms": 50, "latency_spread": 0.5, "rate_limit": SEGMENT_LIMIT}
+    stats, result = sync(emulator, ("user_events",), requests_per_second=SEGMENT_LIMIT)
+    ceiling = SEGMENT_LIMIT * PAGE_SIZE
+    rate = result.records / result.record_span_seconds
+    ratio = rate / ceiling
+    cpu_per_100k = result.cpu_seconds / result.records * 100_000
+    cpu_share = result.cpu_seconds / result.wall_seconds
+    checks = [Check("records/s / (100 pages/s x 200)", f"{rate:,.0f}/s = **{ratio:.2f}**", ">= 0.95", ratio >= 0.95)]
+    return Row(
+        f"Heaviest case: user_events, every page {PAGE_SIZE} events ({users} users x {EVENTS_PER_USER:,}), 50 ms +-50% latency, limit and budget {SEGMENT_LIMIT}/s",
+        checks,
+        f"{result.records:,} records in {result.record_span_seconds:.1f} s (first to last record); "
+        f"connector CPU **{cpu_per_100k:.1f} s per 100,000 records** ({result.cpu_seconds:.1f} s, {cpu_share:.2f} of a core over its {result.wall_seconds:.1f} s); "
+        f"{run_summary(stats)}, {rejected(stats)} 429s",
+        [
+            f"With every page full, the connector emitted {rate:,.0f} records/s, {ratio:.2f} of the {ceiling:,}/s that {SEGMENT_LIMIT} pages/s of {PAGE_SIZE} allow.",
+            f"It spent {cpu_per_100k:.1f} CPU seconds per 100,000 records, {cpu_share:.2f} of a core while it ran.",
+        ],
+        {"stats": stats, "connector": result.as_json(), "records_per_second": rate, "cpu_seconds_per_100k_records": cpu_per_100k},
+    )
+
+
+def median_pair(pairs: list[tuple[ConnectorRead, ConnectorRead]], figure: Callable[[ConnectorRead, ConnectorRead], float]) -> tuple[ConnectorRead, ConnectorRead, list[float]]:
+    """The pair whose figure is the median, and every pair's figure in the order measured. Peak
+    RSS depends on which profiles happen to be in flight together: one pair is one draw."""
+    figures = [figure(*pair) for pair in pairs]
+    median = sorted(range(len(pairs)), key=figures.__getitem__)[len(pairs) // 2]
+    return (*pairs[median], figures)
+
+
+def rss_scale(args: argparse.Namespace) -> Row:
+    """Row 3a: memory must not grow with the number of profiles (beyond their ids and cursors)."""
+
+    def peak(users: int) -> ConnectorRead:
+        # user_events incremental: the records of a first full sync, plus the per-profile state.
+        return sync({"users": users, "accounts": users // 10, "rate_limit": 0}, incremental=True, requests_per_second=UNPACED_BUDGET)[1]
+
+    pairs = [(peak(USERS), peak(10 * USERS)) for _ in range(args.rss_repeats)]
+    small, large, ratios = median_pair(pairs, lambda small, large: large.peak_rss_mib / small.peak_rss_mib)
+    ratio = large.peak_rss_mib / small.peak_rss_mib
+    return Row(
+        f"Peak RSS (connector process, VmHWM), 7 streams, {USERS * 11 // 10:,} vs {USERS * 110 // 10:,} profiles, no latency nor limit",
+        [Check("peak RSS ratio", f"{small.peak_rss_mib:.0f} -> {large.peak_rss_mib:.0f} MiB = **{ratio:.2f}x**", "<= 1.10x", ratio <= 1.10)],
+        f"median of {len(pairs)} pairs: {', '.join(f'{each:.2f}x' for each in ratios)}; {small.records:,} and {large.records:,} records; "
+        f"user_events state {small.state_bytes.get('user_events', 0) / 1024:.0f} and {large.state_bytes.get('user_events', 0) / 1024:.0f} KiB",
+        [f"Peak RSS went from {small.peak_rss_mib:.0f} MiB for {USERS * 11 // 10:,} profiles to {large.peak_rss_mib:.0f} MiB for {USERS * 110 // 10:,} ({ratio:.2f}x, the median of {len(pairs)} pairs)."],
+        {"pairs": [{"small": small.as_json(), "large": large.as_json()} for small, large in pairs], "ratios": ratios},
+    )
+
+
+def rss_heavy_profile(args: argparse.Namespace) -> Row:
+    """Row 3b: a profile with 100,000 events must not stand in memory whole."""
+    users, heavy_events = 11, 100_000
+
+    def peak(heavy: Optional[int]) -> ConnectorRead:
+        return sync({"users": users, "accounts": 1, "rate_limit": 0, "heavy_user_events": heavy}, ("user_events",), requests_per_second=UNPACED_BUDGET)[1]
+
+    pairs = [(peak(None), peak(heavy_events)) for _ in range(args.rss_repeats)]
+    without, with_heavy, differences = median_pair(pairs, lambda without, with_heavy: with_heavy.peak_rss_mib - without.peak_rss_mib)
+    difference = with_heavy.peak_rss_mib - without.peak_rss_mib
+    return Row(
+        f"Peak RSS, user_events of {users} users, one of them with {heavy_events:,} events vs none",
+        [Check("peak RSS difference", f"{without.peak_rss_mib:.0f} -> {with_heavy.peak_rss_mib:.0f} MiB = **{difference:+.0f} MiB**", "< 50 MiB", difference < 50)],
+        f"median of {len(pairs)} pairs: {', '.join(f'{each:+.0f}' for each in differences)} MiB; {without.records:,} and {with_heavy.records:,} records",
+        [f"A profile of {heavy_events:,} events changed peak RSS by {difference:+.0f} MiB ({without.peak_rss_mib:.0f} -> {with_heavy.peak_rss_mib:.0f} MiB, the median of {len(pairs)} pairs)."],
+        {"pairs": [{"without": without.as_json(), "with": with_heavy.as_json()} for without, with_heavy in pairs], "differences_mib": differences},
+    )
+
+
+def code_lines(text: str) -> int:
+    """Lines that are neither blank nor only a comment (docstrings count: they are read too)."""
+    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def lines_of_code(args: argparse.Namespace) -> Row:
+    """Row 4: the connector's size before issue 13's rewrite and now (the working tree)."""
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=REPOSITORY, check=True, capture_output=True, text=True).stdout
+
+    before_files = [path for path in git("ls-tree", "-r", "--name-only", LOC_BEFORE, "source_segment_profile/").split() if path.endswith(".py")]
+    before = [git("show", f"{LOC_BEFORE}:{path}") for path in before_files]
+    now_files = sorted((REPOSITORY / "source_segment_profile").rglob("*.py"))
+    now = [path.read_text() for path in now_files]
+    counted = {name: (sum(map(code_lines, texts)), sum(len(text.splitlines()) for text in texts)) for name, texts in (("before", before), ("now", now))}
+    (before_code, before_all), (now_code, now_all) = counted["before"], counted["now"]
+    change = now_code - before_code
+    return Row(
+        f"Lines of code, source_segment_profile/*.py, non-blank non-comment (wc -l): {LOC_BEFORE} vs working tree",
+        [],
+        f"{before_code:,} ({before_all:,}) in {len(before_files)} files -> **{now_code:,}** ({now_all:,}) in {len(now_files)} files = {change:+,} ({share(change, before_code):+.0%})",
+        [f"source_segment_profile/ has {now_code:,} lines of code, {change:+,} ({share(change, before_code):+.0%}) from {before_code:,} at {LOC_BEFORE}."],
+        {"before": {"revision": LOC_BEFORE, "files": len(before_files), "code_lines": before_code, "lines": before_all},
+         "now": {"files": len(now_files), "code_lines": now_code, "lines": now_all}},
+    )
+
+
+def uncontended(args: argparse.Namespace) -> Row:
+    """Row 5: the default budget (80/s) is used when the space's limit leaves room for it."""
+    stats, result = sync({"users": USERS, "accounts": ACCOUNTS, **REAL_LATENCY, "rate_limit": SEGMENT_LIMIT})
+    ratio = goodput(stats) / DEFAULT_BUDGET
+    return Row(
+        f"Uncontended: limit {SEGMENT_LIMIT}/s, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+        [
+            Check("successful requests/s / budget", f"{goodput(stats):.1f}/s = **{ratio:.2f}**", ">= 0.95", ratio >= 0.95),
+            Check("429s", f"**{rejected(stats)}**", "0", rejected(stats) == 0),
+        ],
+        f"{run_summary(stats)}; {result.records:,} records",
+        [f"Uncontended, the default config got {ratio:.2f} of its {DEFAULT_BUDGET}/s budget answered per second, with {rejected(stats)} 429s."],
+        {"stats": stats, "connector": result.as_json()},
+    )
+
+
+def contention_checks(stats: dict, served: float, capacity_name: str, retry_after: str) -> tuple[list[Check], dict]:
+    """The three targets of a contended run: goodput / what the server could serve, the share of
+    429s, the share of requests sent during a Retry-After wait (none without Retry-After)."""
+    ratio = goodput(stats) / served
+    total = stats["requests_total"]
+    throttled = share(rejected(stats), total)
+    during_wait = share(stats["requests_during_retry_after"], total)
+    checks = [
+        Check(f"goodput / {capacity_name}", f"{goodput(stats):.1f}/s = **{ratio:.2f}**", ">= 0.85", ratio >= 0.85),
+        Check("429s / requests", f"**{throttled:.1%}** ({rejected(stats):,})", "<= 5%", throttled <= 0.05),
+        Check(
+            "sent during Retry-After / requests",
+            f"**{during_wait:.1%}** ({stats['requests_during_retry_after']:,})" if retry_after != "none" else f"{during_wait:.1%} (no Retry-After sent)",
+            "<= 1%",
+            during_wait <= 0.01,
+        ),
+    ]
+    return checks, {"goodput_ratio": ratio, "share_429": throttled, "share_during_retry_after": during_wait}
+
+
+def contended(limit: float, retry_after: str) -> Callable[[argparse.Namespace], Row]:
+    """Rows 6-9: the space's other callers leave `limit` requests/s of the connector's 80."""
+
+    def row(args: argparse.Namespace) -> Row:
+        stats, result = sync({"users": USERS, "accounts": ACCOUNTS, **REAL_LATENCY, "rate_limit": limit, "retry_after": retry_after})
+        checks, figures = contention_checks(stats, limit, "limit", retry_after)
+        telling = "no Retry-After" if retry_after == "none" else f"Retry-After ({retry_after})"
+        return Row(
+            f"Contended: limit {limit:g}/s, 429s with {telling}, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+            checks,
+            f"{run_summary(stats)}; {result.records:,} records",
+            [
+                f"At a {limit:g}/s limit with {telling}, goodput was {figures['goodput_ratio']:.2f} of the limit; "
+                f"{figures['share_429']:.1%} of requests drew a 429 and {figures['share_during_retry_after']:.1%} were sent during a Retry-After wait."
+            ],
+            {"stats": stats, "connector": result.as_json(), **figures},
+        )
+
+    row.__doc__ = contended.__doc__
+    return row
+
+
+def limit_drop(args: argparse.Namespace) -> Row:
+    """Row 10: the limit drops from 100 to 30/s halfway through the sync (no Retry-After: Segment
+    documents none). Halfway: half the elapsed time of the uncontended row if it ran before in this
+    run, else --drop-after seconds."""
+    before, after = SEGMENT_LIMIT, 30
+    measured = args.measured.get("uncontended")
+    drop_after = args.drop_after or (round(measured["stats"]["elapsed_seconds"] / 2) if measured else 30)
+    emulator = {"users": USERS, "accounts": ACCOUNTS, **REAL_LATENCY, "rate_limit": before, "rate_limit_schedule": f"{drop_after}:{after}", "retry_after": "none"}
+    stats, result = sync(emulator)
+    elapsed = stats["elapsed_seconds"]
+    capacity = min(before, DEFAULT_BUDGET) * min(elapsed, drop_after) + min(after, DEFAULT_BUDGET) * max(0.0, elapsed - drop_after)
+    checks, figures = contention_checks(stats, capacity / elapsed, "capacity", emulator["retry_after"])
+    return Row(
+        f"Limit drop: {before}/s, then {after}/s from {drop_after} s on, no Retry-After, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+        checks,
+        f"capacity {capacity:,.0f} requests (min(limit, {DEFAULT_BUDGET}/s) over the {elapsed:.1f} s); {run_summary(stats)}; {result.records:,} records",
+        [f"When the limit dropped from {before}/s to {after}/s after {drop_after} s, goodput was {figures['goodput_ratio']:.2f} of capacity; {figures['share_429']:.1%} of requests drew a 429."],
+        {"stats": stats, "connector": result.as_json(), "drop_after_seconds": drop_after, "capacity_requests": capacity, **figures},
+    )
+
+
+LOOKBACKS_HOURS = {"10 min": 1 / 6, "24 h (default)": None, "72 h": 72}
+
+
+def lookback(args: argparse.Namespace) -> Row:
+    """Row 11: what re-reading the lookback window costs a sync an hour after the last."""
+    catalog = configured_catalog(("user_events",), incremental=True)
+    with running_emulator(users=USERS, accounts=1, rate_limit=0) as emulator, tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        profiles = emulator.lookup_ids()
+        config = connector_config(emulator, profiles, requests_per_second=UNPACED_BUDGET)
+        emulator.reset_stats()
+        first = read(workdir, config, catalog, output_file=workdir / "sync1.jsonl")
+        first_stats = emulator.stats()
+        delivered = event_keys(workdir / "sync1.jsonl")
+        state = [first.states["user_events"]]
+        emulator.advance_clock(3600)
+        seconds = {}
+        for name, hours in LOOKBACKS_HOURS.items():
+            lookback_config = config if hours is None else {**config, "events_lookback_hours": hours}
+            emulator.reset_stats()
+            second = read(workdir, lookback_config, catalog, state=state, output_file=workdir / "sync2.jsonl")
+            keys = event_keys(workdir / "sync2.jsonl")
+            stats = emulator.stats()
+            seconds[name] = {"requests": stats["requests_total"], "records": second.records, "re_emitted": len(keys & delivered), "new": len(keys - delivered), "stats": stats}
+    base = seconds["10 min"]
+    cells = []
+    says = []
+    for name, figures in seconds.items():
+        extra_requests, extra_records = figures["requests"] - base["requests"], figures["re_emitted"] - base["re_emitted"]
+        cells.append(
+            f"{name}: {figures['requests']:,} requests, {figures['records']:,} records ({figures['re_emitted']:,} re-emitted, {figures['new']:,} new)"
+            + ("" if figures is base else f", **{extra_requests:+,} requests, {extra_records:+,} re-emitted** vs 10 min")
+        )
+        if figures is not base:
+            says.append(f"A lookback of {name} cost {extra_requests:+,} requests and {extra_records:+,} re-emitted records per sync of {USERS:,} users against one of 10 min.")
+    return Row(
+        f"Lookback cost: sync 2 of user_events, {USERS:,} users, 1 h after sync 1 ({first.records:,} records, {first_stats['requests_total']:,} requests), no latency nor limit",
+        [],
+        "; ".join(cells),
+        says,
+        {"sync1": {"stats": first_stats, "connector": first.as_json()}, "sync2": seconds},
+    )
+
+
+ROWS: dict[str, tuple[str, Callable[[argparse.Namespace], Row]]] = {
+    "budget": ("13", budget_use),
+    "heavy-pages": ("13", heavy_pages),
+    "rss-scale": ("13", rss_scale),
+    "rss-heavy": ("13", rss_heavy_profile),
+    "loc": ("13", lines_of_code),
+    "uncontended": ("14", uncontended),
+    "limit50-none": ("14", contended(50, "none")),
+    "limit50-seconds": ("14", contended(50, "seconds")),
+    "limit20-none": ("14", contended(20, "none")),
+    "limit20-seconds": ("14", contended(20, "seconds")),
+    "limit-drop": ("14", limit_drop),
+    "lookback": ("15", lookback),
+}
+GROUPS = {
+    "issue13": [name for name, (issue, _) in ROWS.items() if issue == "13"],
+    "issue14": [name for name, (issue, _) in ROWS.items() if issue == "14"],
+    "issue15": [name for name, (issue, _) in ROWS.items() if issue == "15"],
+    "rss": ["rss-scale", "rss-heavy"],
+    "contention": ["limit50-none", "limit50-seconds", "limit20-none", "limit20-seconds", "limit-drop"],
+}
+
+
+def selected_rows(only: Optional[str]) -> list[str]:
+    """Row names in table order from a comma-separated list of rows and groups (None: all)."""
+    if not only:
+        return list(ROWS)
+    wanted = set()
+    for name in filter(None, (part.strip() for part in only.split(","))):
+        if name in GROUPS:
+            wanted.update(GROUPS[name])
+        elif name in ROWS:
+            wanted.add(name)
+        else:
+            raise SystemExit(f"unknown row {name!r}; rows: {', '.join(ROWS)}; groups: {', '.join(GROUPS)}")
+    return [name for name in ROWS if name in wanted]
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def verdict(row: Optional[Row]) -> str:
+    if row is None:
+        return "FAIL (error)"
+    return {True: "PASS", False: "FAIL", None: "no target"}[row.passed]
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| row | measure | result | target | | run time |", "|---|---|---|---|---|---|"]
+    for result in results:
+        row: Optional[Row] = result["row"]
+        if row is None:
+            cells = (result["name"], f"`{result['name']}`", f"error: {result['error']}", "", verdict(row))
+        else:
+            figures = "; ".join(f"{check.label} {check.shown}" for check in row.checks)
+            targets = "; ".join(f"{check.target}" for check in row.checks) or "-"
+            missed = [check.label for check in row.checks if not check.met]
+            shown = verdict(row) + (f": {', '.join(missed)}" if missed else "")
+            cells = (result["name"], row.measure, "; ".join(filter(None, [figures, row.details])), targets, f"**{shown}**" if missed else shown)
+        if len(result["installed"]) > 1:
+            cells = (*cells[:-1], f"{cells[-1]} (the installed connector changed during the row)")
+        lines.append("| " + " | ".join([*cells, f"{result['seconds']:.0f} s"]) + " |")
+    return "\n".join(lines)
+
+
+def what_this_says(results: list[dict]) -> str:
+    lines = [f"- {sentence}" for result in results if result["row"] for sentence in result["row"].says]
+    missed = [result["name"] for result in results if verdict(result["row"]).startswith("FAIL")]
+    met = [result["name"] for result in results if verdict(result["row"]) == "PASS"]
+    lines.append(f"- Targets met: {', '.join(met) or 'none'}; missed: {', '.join(missed) or 'none'}.")
+    return "What this says:\n\n" + "\n".join(lines)
+
+
+def header(names: list[str], started: datetime, total_seconds: float, installed: dict[str, bytes], results: list[dict]) -> str:
+    """When and on what the figures were measured, and whether the installed connector (which the
+    rows run) is the working tree's and stayed the same throughout."""
+    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPOSITORY, capture_output=True, text=True).stdout.strip()
+    differing, extra = compare_with_checkout(installed)
+    versions = sorted({version for result in results for version in result["installed"]})
+    same = "the working tree's at the start" if not differing else f"differs from the working tree at the start in {', '.join(differing)}"
+    stale = f", plus modules the working tree no longer has: {', '.join(extra)}" if extra else ""
+    changed = "" if len(versions) <= 1 else "; IT CHANGED DURING THE RUN"
+    return (
+        f"`python -m benchmarks.run` ({'all rows' if names == list(ROWS) else 'rows ' + ', '.join(names)}), "
+        f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"checkout {revision}, installed connector {', '.join(versions)} ({same}{stale}{changed}), {total_seconds / 60:.1f} min in all."
+    )
+
+
+# These rows' pace is set by the limit (20 or 50 requests/s), so that together they use a small
+# share of one core (each connector's CPU seconds are in the raw JSON): side by side, each with its
+# own emulator, they take the time of the longest instead of the sum. --sequential to compare.
+SIDE_BY_SIDE = ("limit50-none", "limit50-seconds", "limit20-none", "limit20-seconds")
+
+
+def batches(names: list[str], sequential: bool) -> list[list[str]]:
+    """The selected rows in table order, one at a time, but the SIDE_BY_SIDE rows in one batch."""
+    together = [name for name in names if name in SIDE_BY_SIDE and not sequential]
+    result: list[list[str]] = []
+    for name in names:
+        if name not in together:
+            result.append([name])
+        elif name == together[0]:
+            result.append(together)
+    return result
+
+
+def run_row(name: str, position: int, count: int, args: argparse.Namespace) -> dict:
+    """Measures one row; an error becomes the row's result, so that the others still report."""
+    function = ROWS[name][1]
+    print(f"[{position}/{count}] {name}: {(function.__doc__ or '').splitlines()[0]}", flush=True)
+    started, installed_before = time.monotonic(), fingerprint(installed_connector())
+    try:
+        row, error = function(args), None
+        args.measured[name] = row.raw
+    except Exception as exception:
+        row, error = None, f"{type(exception).__name__}: {exception}"
+        traceback.print_exc()
+    seconds = time.monotonic() - started
+    installed_after = fingerprint(installed_connector())
+    print(f"    [{position}/{count}] {name}: {verdict(row)} in {seconds:.0f} s", flush=True)
+    return {"name": name, "row": row, "error": error, "seconds": seconds, "installed": sorted({installed_before, installed_after})}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated rows or groups (default: all); see --list")
+    parser.add_argument("--list", action="store_true", help="list the rows and groups, then exit")
+    parser.add_argument("--rss-repeats", type=int, default=3, help="pairs of runs for each peak RSS row (the median is reported)")
+    parser.add_argument("--sequential", action="store_true", help=f"run {', '.join(SIDE_BY_SIDE)} one after another, not side by side")
+    parser.add_argument("--drop-after", type=float, help="limit-drop: seconds until the limit drops (default: half the uncontended row's run, else 30)")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("rows:", ", ".join(ROWS))
+        print("\n".join(f"group {name}: {', '.join(rows)}" for name, rows in GROUPS.items()))
+        return 0
+    names = selected_rows(args.only)
+    args.measured = {}
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    installed = installed_connector()
+    results = []
+    for batch in batches(names, args.sequential):
+        with concurrent.futures.ThreadPoolExecutor(len(batch)) as pool:
+            results += pool.map(lambda name: run_row(name, names.index(name) + 1, len(names), args), batch)
+    total = time.monotonic() - clock
+    total = time.monotonic() - clock
+
+    together = next((batch for batch in batches(names, args.sequential) if len(batch) > 1), [])
+    side_by_side = f" {', '.join(together)} ran side by side, each with its own emulator." if together else ""
+    report = f"{header(names, started, total, installed, results)}{side_by_side}\n\n{table(results)}\n\n{what_this_says(results)}\n"
+    print("\n" + report)
+    OUTPUT.mkdir(exist_ok=True)
+    stem = "results" if names == list(ROWS) else "results-" + "-".join(names)
+    (OUTPUT / f"{stem}.md").write_text(report)
+    raw = {
+        "started": started.isoformat(),
+        "total_seconds": total,
+        "rows": [
+            {"name": result["name"], "seconds": result["seconds"], "verdict": verdict(result["row"]), "error": result["error"], "installed": result["installed"],
+             **({"measure": result["row"].measure, "checks": [vars(check) for check in result["row"].checks], "raw": result["row"].raw} if result["row"] else {})}
+            for result in results
+        ],
+    }
+    (OUTPUT / f"{stem}.json").write_text(json.dumps(raw, indent=2))
+    return 0 if all(verdict(result["row"]) in ("PASS", "no target") for result in results) else 1
 
 
 if __name__ == "__main__":

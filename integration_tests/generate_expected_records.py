@@ -4,7 +4,7 @@
   `{"stream": ..., "data": ...}` per line, computed from the emulator's ground truth;
 - sample_config.json and invalid_config.json: the emulator's space, token (a wrong one in the
   invalid config) and the lookup id of every profile of the dataset;
-- abnormal_state.json: a user_events state whose cursors are all in the far future.
+- abnormal_state.json: a user_events state that says every profile was read through the far future.
 
     python -m integration_tests.generate_expected_records
 
@@ -21,7 +21,7 @@ from integration_tests.acceptance import EMULATOR_DATASET, EMULATOR_URL, INTEGRA
 from integration_tests.connector_cli import STREAMS
 from integration_tests.ground_truth import expected_records, lookup_ids
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.streams import profile_state_key
+from source_segment_profile.events_state import STATE_VERSION, profile_state_key
 
 INVALID_TOKEN = "not-a-valid-token"
 FAR_FUTURE = "2099-01-01T00:00:00.000Z"
@@ -43,7 +43,10 @@ def render_files(truth: dict[str, Any], token: str) -> dict[str, str]:
             "type": "STREAM",
             "stream": {
                 "stream_descriptor": {"name": "user_events"},
-                "stream_state": {"state_version": 1, "profiles": {profile_state_key(user): FAR_FUTURE for user in users}},
+                "stream_state": {
+                    "state_version": STATE_VERSION,
+                    "read_through": [{"watermark": FAR_FUTURE, "profiles": sorted(profile_state_key(user) for user in users)}],
+                },
             },
         }
     ]

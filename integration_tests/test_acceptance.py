@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,7 +30,8 @@ from integration_tests.connector_cli import STREAMS, run_connector
 from integration_tests.generate_expected_records import FAR_FUTURE, render_files
 from integration_tests.ground_truth import as_multiset
 from source_segment_profile import SourceSegmentProfile
-from source_segment_profile.streams import profile_state_key
+from source_segment_profile.config import parse_timestamp
+from source_segment_profile.events_state import profile_state_key
 
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks", "integration_tests.acceptance"]
 
@@ -72,15 +74,23 @@ def test_read_emits_exactly_the_expected_records(live_sample_config, tmp_path):
         )
 
 
-def test_read_from_abnormal_state_emits_no_event_and_keeps_the_cursors(live_sample_config, tmp_path):
+def test_read_from_abnormal_state_emits_no_event_and_reads_every_profile_through_the_api_clock(
+    acceptance_emulator, live_sample_config, tmp_path
+):
     state = load_json("abnormal_state.json")
+    assert state[0]["stream"]["stream_state"]["read_through"][0]["watermark"] == FAR_FUTURE
     run = run_connector("read", tmp_path, live_sample_config, load_json("configured_catalog.json"), state=state)
 
     assert run.returncode == 0 and run.errors == [], run.stderr[-2000:]
     assert run.records["user_events"] == []
     assert run.records["user_traits"], "full-refresh streams are read whatever the events state"
-    final_cursors = run.last_state_of("user_events")["stream"]["stream_state"]["profiles"]
-    assert final_cursors == {profile_state_key(profile): FAR_FUTURE for profile in live_sample_config["user_external_ids"]}
+    # Each profile read is now read through this sync's watermark, taken from the API's clock:
+    # never later than the API's now, whatever a past state claimed.
+    final = run.last_state_of("user_events")["stream"]["stream_state"]
+    (entry,) = final["read_through"]
+    assert entry["profiles"] == sorted(profile_state_key(profile) for profile in live_sample_config["user_external_ids"])
+    api_clock = parse_timestamp(acceptance_emulator.clock())
+    assert api_clock - timedelta(minutes=10) <= parse_timestamp(entry["watermark"]) <= api_clock
 
 
 def test_configured_catalog_selects_every_discovered_stream_in_its_sync_modes(live_sample_config, tmp_path):

@@ -64,7 +64,11 @@ def test_429_storm_with_retry_after_is_honoured_by_every_worker(emulator, truth,
     assert_exactly_once(run, truth)
     stats = emulator.stats()
     assert stats["faults"]["429"] > 0
-    assert stats["requests_during_retry_after"] == 0
+    # Every request that arrives before a wait it was told is over counts, even one already on its
+    # way when the 429 left (the emulator allows no grace): issue 14's bar is 1% of requests.
+    assert stats["requests_during_retry_after"] <= 0.01 * stats["requests_total"], (
+        f"{stats['requests_during_retry_after']} of {stats['requests_total']} requests arrived during a Retry-After wait"
+    )
 
 
 def test_429_storm_without_retry_after_backs_off_and_completes(emulator, truth, tmp_path, faults):
@@ -117,8 +121,9 @@ def test_persistent_5xx_fails_with_a_transient_error_naming_endpoint_profile_and
 
 def test_rate_limit_that_outlasts_the_maximum_wait_fails_naming_the_space(emulator, truth, tmp_path, faults):
     faults(fault_429=1.0, retry_after="seconds")
-    # 0.05 minutes = 3 s: the first Retry-After already passes it.
-    run = read_all(emulator, truth, tmp_path, rate_limit_max_wait_minutes=0.05)
+    # 0.05 minutes = 3 s. One stream: each stream of a sync meets the same limit and fails alike.
+    config = emulator_config(emulator, truth, rate_limit_max_wait_minutes=0.05)
+    run = run_connector("read", tmp_path, config, configured_catalog(("user_traits",)))
     assert run.returncode != 0
     messages = [error["message"] for error in run.errors]
     assert any(f"rate limit for space '{emulator.space_id}'" in message for message in messages), messages

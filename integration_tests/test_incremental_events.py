@@ -1,5 +1,11 @@
-"""Incremental user_events against the emulator: history beyond the API's 14 days, nothing lost."""
+"""Incremental user_events against the emulator: history beyond the API's 14 days, nothing lost.
 
+The state (version 2) says, for each profile, the watermark its events were read through: the
+API's clock (its Date header) when the sync started, less a small margin. The next sync asks for
+events from that watermark less the lookback (`events_lookback_hours`, default 24).
+"""
+
+import hashlib
 import json
 import subprocess
 from collections import Counter
@@ -10,10 +16,10 @@ import pytest
 from integration_tests.conftest import FIXED_NOW, emulator_config
 from integration_tests.connector_cli import configured_catalog, connector_command, parse_messages, run_connector
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.streams import profile_state_key
+from source_segment_profile.events_state import profile_state_key
 
 EVENTS_ONLY = configured_catalog(("user_events",))
-LOOKBACK_MINUTES = 10
+DEFAULT_LOOKBACK = timedelta(hours=24)
 
 
 def parse(timestamp):
@@ -24,6 +30,19 @@ def event_keys(records):
     return Counter((record["external_id"], record["messageId"]) for record in records)
 
 
+def read_through(state):
+    """Profile key -> the watermark the state says its events were read through."""
+    return {
+        key: parse(entry["watermark"])
+        for entry in state["stream"]["stream_state"]["read_through"]
+        for key in entry["profiles"]
+    }
+
+
+def events_state(stream_state):
+    return [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "user_events"}, "stream_state": stream_state}}]
+
+
 def truth_events(truth):
     return {
         (user["lookup_id"], event.get("messageId") or event.get("message_id")): event["timestamp"]
@@ -32,18 +51,27 @@ def truth_events(truth):
     }
 
 
-def test_second_sync_reads_only_new_events_plus_the_lookback_and_one_request_per_unchanged_profile(tmp_path):
+@pytest.mark.parametrize(
+    "lookback_option", [{"events_lookback_hours": 1}, {"events_lookback_minutes": 60}], ids=["hours", "minutes-of-older-configs"]
+)
+def test_second_sync_reads_only_new_events_plus_the_lookback_and_one_request_per_unchanged_profile(tmp_path, lookback_option):
+    lookback = timedelta(hours=1)
     with running_emulator(users=120, accounts=2, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
-        config = emulator_config(emulator, truth, events_lookback_minutes=LOOKBACK_MINUTES)
+        config = emulator_config(emulator, truth, **lookback_option)
         first = run_connector("read", tmp_path, config, EVENTS_ONLY)
         assert first.returncode == 0
         assert event_keys(first.records["user_events"]) == Counter(truth_events(truth).keys())
         state = first.last_state_of("user_events")
-        cursors = state["stream"]["stream_state"]["profiles"]
-        # State holds ids and cursors only.
-        assert set(state["stream"]["stream_state"]) == {"state_version", "profiles"}
-        assert all(isinstance(cursor, str) for cursor in cursors.values())
+        watermarks = read_through(state)
+        assert set(watermarks) == {profile_state_key(user["lookup_id"]) for user in truth["users"]}
+        # One watermark for the sync, on the API's clock (its Date header), not this machine's:
+        # the emulator's clock stands at FIXED_NOW whatever the date here.
+        (watermark,) = set(watermarks.values())
+        api_clock = parse(truth["now"])
+        assert api_clock - timedelta(minutes=10) <= watermark <= api_clock
+        # The state holds no profile id in clear (ids are often emails).
+        assert not any(user["lookup_id"] in json.dumps(state, ensure_ascii=False) for user in truth["users"])
 
         emulator.advance_clock(6 * 3600)
         later = emulator.ground_truth()
@@ -51,13 +79,7 @@ def test_second_sync_reads_only_new_events_plus_the_lookback_and_one_request_per
         second = run_connector("read", tmp_path, config, EVENTS_ONLY, state=[state])
         assert second.returncode == 0
 
-        lookback = timedelta(minutes=LOOKBACK_MINUTES)
-        expected = {
-            key
-            for key, timestamp in truth_events(later).items()
-            if profile_state_key(key[0]) not in cursors
-            or parse(timestamp) >= parse(cursors[profile_state_key(key[0])]) - lookback
-        }
+        expected = {key for key, timestamp in truth_events(later).items() if parse(timestamp) >= watermark - lookback}
         got = event_keys(second.records["user_events"])
         assert set(got) == expected and max(got.values()) == 1
         new_events = {key for key in truth_events(later) if key not in truth_events(truth)}
@@ -93,7 +115,7 @@ def test_interrupted_sync_resumes_from_its_last_state_and_delivers_the_rest(tmp_
         partial = parse_messages("".join(lines))
         states = [message["state"] for message in partial if message["type"] == "STATE"]
         assert states, "the sync finished before it could be interrupted"
-        checkpointed = states[-1]["stream"]["stream_state"]["profiles"]
+        checkpointed = read_through(states[-1])
         assert 0 < len(checkpointed) < len(truth["users"])
 
         resumed = run_connector("read", tmp_path, config, EVENTS_ONLY, state=[states[-1]])
@@ -110,19 +132,63 @@ def test_state_from_the_future_yields_no_records(tmp_path):
     with running_emulator(users=20, accounts=1, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
         config = emulator_config(emulator, truth)
-        future = {"state_version": 1, "profiles": {profile_state_key(user["lookup_id"]): "2099-01-01T00:00:00.000Z" for user in truth["users"]}}
-        state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "user_events"}, "stream_state": future}}]
-        run = run_connector("read", tmp_path, config, EVENTS_ONLY, state=state)
+        keys = sorted(profile_state_key(user["lookup_id"]) for user in truth["users"])
+        future = {"state_version": 2, "read_through": [{"watermark": "2099-01-01T00:00:00.000Z", "profiles": keys}]}
+        run = run_connector("read", tmp_path, config, EVENTS_ONLY, state=events_state(future))
         assert run.returncode == 0
         assert run.records["user_events"] == []
 
 
-@pytest.mark.parametrize("stream_state", [{"cursor": 5}, {"state_version": 1, "profiles": {"user_id:x": "yesterday"}}])
+def test_state_of_the_previous_version_carries_over_without_losing_events(tmp_path):
+    """Version 1 kept each profile's newest event timestamp under a 20-digit key: after the
+    upgrade, that timestamp is where the profile was read through."""
+    with running_emulator(users=30, accounts=1, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
+        truth = emulator.ground_truth()
+        config = emulator_config(emulator, truth)
+        newest = {}
+        for user in truth["users"]:
+            if user["events"]:
+                newest[user["lookup_id"]] = max(parse(event["timestamp"]) for event in user["events"])
+        old_key = lambda lookup: hashlib.sha256(lookup.encode("utf-8")).hexdigest()[:20]  # noqa: E731
+        v1 = {"state_version": 1, "profiles": {old_key(lookup): format_v1(moment) for lookup, moment in newest.items()}}
+
+        emulator.advance_clock(6 * 3600)
+        later = emulator.ground_truth()
+        run = run_connector("read", tmp_path, config, EVENTS_ONLY, state=events_state(v1))
+        assert run.returncode == 0 and run.errors == [], run.stderr[-2000:]
+
+        got = event_keys(run.records["user_events"])
+        expected = {
+            key
+            for key, timestamp in truth_events(later).items()
+            if key[0] not in newest or parse(timestamp) >= newest[key[0]] - DEFAULT_LOOKBACK
+        }
+        assert set(got) == expected and max(got.values()) == 1
+        new_events = {key for key in truth_events(later) if key not in truth_events(truth)}
+        assert new_events and new_events <= set(got)
+        # Not a full re-read, and the state is written in the current version.
+        assert len(got) < len(truth_events(later))
+        assert run.last_state_of("user_events")["stream"]["stream_state"]["state_version"] == 2
+        assert set(read_through(run.last_state_of("user_events"))) == {profile_state_key(user["lookup_id"]) for user in truth["users"]}
+
+
+def format_v1(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@pytest.mark.parametrize(
+    "stream_state",
+    [
+        {"cursor": 5},
+        {"state_version": 1, "profiles": {"user_id:x": "yesterday"}},
+        {"state_version": 2, "read_through": [{"watermark": "yesterday", "profiles": ["0123456789abcdef"]}]},
+    ],
+    ids=["unknown-shape", "version-1-without-a-timestamp", "version-2-without-a-timestamp"],
+)
 def test_unreadable_state_fails_with_a_config_error_that_says_to_reset(tmp_path, stream_state):
     with running_emulator(users=5, accounts=1, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
-        state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "user_events"}, "stream_state": stream_state}}]
-        run = run_connector("read", tmp_path, emulator_config(emulator, truth), EVENTS_ONLY, state=state)
+        run = run_connector("read", tmp_path, emulator_config(emulator, truth), EVENTS_ONLY, state=events_state(stream_state))
         assert run.returncode != 0
         errors = [error for error in run.errors if "Reset the user_events stream" in error["message"]]
         assert errors and errors[0]["failure_type"] == "config_error"

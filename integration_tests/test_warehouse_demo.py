@@ -41,7 +41,7 @@ def test_demo_syncs_every_stream_into_duckdb_and_continues_incrementally(tmp_pat
     assert events[0] == events[1] == counts["user_events"]
 
     second = run_demo(db_path)
-    # The second run reads only events newer than each profile's cursor (plus the lookback):
+    # The second run reads only the events since each profile's watermark (less the lookback):
     # far fewer than the first, one request per profile, and the table does not double.
     first_events = int(re.search(r"Summary user_events: .*?, (\d+) records", first).group(1))
     second_events = int(re.search(r"Summary user_events: .*?, (\d+) records, (\d+) requests", second).group(1))

@@ -215,8 +215,8 @@ class ProfileStream(HttpStream, ABC):
         merged: list[Any] = []
         pages = 0
         token: Optional[str] = None
-        # `stopping` is set only once the consumer has stopped taking items, so a profile cut
-        # short here is never completed.
+        # `stopping` is set once the consumer has stopped taking items or another profile failed:
+        # the sync is over either way, and a profile cut short here is never completed.
         while not stopping.is_set():
             params = self.request_params(stream_slice={"external_id": external_id}, next_page_token={"next": token} if token else None)
             try:
