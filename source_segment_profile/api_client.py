@@ -36,6 +36,7 @@ from source_segment_profile.errors import (
     describe_request,
 )
 from source_segment_profile.masking import mask_external_id
+from source_segment_profile.profile_reader import ReadingStopped
 from source_segment_profile.rate_budget import RateBudget
 
 # orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
@@ -155,8 +156,11 @@ class ProfileApiClient:
         endpoint: str,
         external_id: str,
         page_size_cap: Optional[int] = None,
+        stopping: Optional[threading.Event] = None,
     ) -> ApiPage:
         """GETs one page, retrying what can be retried; raises a typed error for everything else.
+
+        `stopping`: once set (the sync failed elsewhere), no further attempt is made: ReadingStopped.
 
         `page_size_cap`: the endpoint is paginated and takes at most this `limit`; the client adds
         `limit` itself, so that a refused page size is stepped down in one place.
@@ -165,6 +169,8 @@ class ProfileApiClient:
         rate_limited_since: Optional[float] = None
         rate_limit_attempts = 0
         while True:
+            if stopping is not None and stopping.is_set():
+                raise ReadingStopped()
             query = dict(params)
             if page_size_cap:
                 query["limit"] = self.page_sizes.limit(endpoint, page_size_cap)

@@ -16,6 +16,11 @@ from typing import Any, Callable, Iterable, Iterator, Union
 STOP_POLL_SECONDS = 0.2
 
 
+class ReadingStopped(Exception):
+    """The reading stopped (another profile failed, or the consumer left) while a request waited
+    to be retried: it is not sent, and its profile is not completed."""
+
+
 @dataclass(frozen=True)
 class RecordsRead:
     """Records of one page (or of a whole profile, for resources merged across pages)."""

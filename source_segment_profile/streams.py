@@ -25,7 +25,7 @@ from source_segment_profile.events_state import EventsState, format_timestamp, p
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
-from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadItem, RecordsRead
+from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadingStopped, ReadItem, RecordsRead
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.progress import StreamProgress
 
@@ -220,7 +220,9 @@ class ProfileStream(HttpStream, ABC):
         while not stopping.is_set():
             params = self.request_params(stream_slice={"external_id": external_id}, next_page_token={"next": token} if token else None)
             try:
-                page = self._client.get_page(url, params, self.name, external_id, self.page_size_cap)
+                page = self._client.get_page(url, params, self.name, external_id, self.page_size_cap, stopping)
+            except ReadingStopped:
+                return
             except ProfileNotFound as not_found:
                 self.logger.warning(
                     f"Skipping profile {mask_external_id(external_id)} in {self.name}: the Profile API answered 404 "

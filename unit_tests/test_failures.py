@@ -397,6 +397,29 @@ def test_integers_beyond_64_bits_are_decoded_exactly(api):
     assert all(isinstance(value, int) for value in page.body["traits"].values())
 
 
+def test_a_retry_is_not_sent_once_the_reading_has_stopped(api, clock):
+    """A stream that failed elsewhere must not keep one worker retrying for its own maximum wait."""
+    import threading
+
+    from source_segment_profile.profile_reader import ReadingStopped
+
+    stopping = threading.Event()
+    answers = []
+
+    def fail_then_stop(request):
+        answers.append(request)
+        stopping.set()  # another profile failed while this request was out
+        return Reply.error(503)
+
+    api.handler("user_traits", "user_id:u1", fail_then_stop)
+    client = ProfileApiClient(parse_config(config()), RateBudget(1000, clock=clock.now, sleep=clock.sleep), sleep=clock.sleep, clock=clock.now)
+
+    with pytest.raises(ReadingStopped):
+        client.get_page(profile_url("user_traits", "user_id:u1"), {}, "user_traits", "user_id:u1", 200, stopping)
+
+    assert len(answers) == 1
+
+
 # --- page size -------------------------------------------------------------------------------
 
 LIMIT_REFUSED = {"error": {"code": "validation_error", "message": "limit must be between 1 and 100"}}
