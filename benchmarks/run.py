@@ -520,8 +520,8 @@ def contended(limit: float, retry_after: str) -> Callable[[argparse.Namespace], 
             checks,
             f"{run_summary(stats)}; {result.records:,} records",
             [
-                f"At a {limit:g}/s limit with {telling}, goodput was {figures['goodput_ratio']:.2f} of the limit; "
-                f"{figures['share_429']:.1%} of requests drew a 429 and {figures['share_during_retry_after']:.1%} were sent during a Retry-After wait."
+                f"At a {limit:g}/s limit with {telling}, goodput was {figures['goodput_ratio']:.2f} of the limit and {figures['share_429']:.1%} of requests drew a 429"
+                + ("." if retry_after == "none" else f"; {figures['share_during_retry_after']:.1%} were sent during a Retry-After wait.")
             ],
             {"stats": stats, "connector": result.as_json(), **figures},
         )
@@ -668,11 +668,10 @@ def what_this_says(results: list[dict]) -> str:
     return "What this says:\n\n" + "\n".join(lines)
 
 
-def header(names: list[str], started: datetime, total_seconds: float, installed: dict[str, bytes], results: list[dict]) -> str:
-    """When and on what the figures were measured, and whether the installed connector (which the
-    rows run) is the working tree's and stayed the same throughout."""
-    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPOSITORY, capture_output=True, text=True).stdout.strip()
-    differing, extra = compare_with_checkout(installed)
+def header(names: list[str], started: datetime, total_seconds: float, revision: str, differing: list[str], extra: list[str], results: list[dict]) -> str:
+    """When and on what the figures were measured: whether the installed connector (which the rows
+    run) was the working tree's at the start (`differing`, `extra`: compare_with_checkout), and
+    whether it stayed the same throughout."""
     versions = sorted({version for result in results for version in result["installed"]})
     same = "the working tree's at the start" if not differing else f"differs from the working tree at the start in {', '.join(differing)}"
     stale = f", plus modules the working tree no longer has: {', '.join(extra)}" if extra else ""
@@ -734,7 +733,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     names = selected_rows(args.only)
     args.measured = {}
     started, clock = datetime.now(timezone.utc), time.monotonic()
-    installed = installed_connector()
+    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPOSITORY, capture_output=True, text=True).stdout.strip()
+    differing, extra = compare_with_checkout(installed_connector())
     results = []
     for batch in batches(names, args.sequential):
         with concurrent.futures.ThreadPoolExecutor(len(batch)) as pool:
@@ -744,7 +744,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     together = next((batch for batch in batches(names, args.sequential) if len(batch) > 1), [])
     side_by_side = f" {', '.join(together)} ran side by side, each with its own emulator." if together else ""
-    report = f"{header(names, started, total, installed, results)}{side_by_side}\n\n{table(results)}\n\n{what_this_says(results)}\n"
+    report = f"{header(names, started, total, revision, differing, extra, results)}{side_by_side}\n\n{table(results)}\n\n{what_this_says(results)}\n"
     print("\n" + report)
     OUTPUT.mkdir(exist_ok=True)
     stem = "results" if names == list(ROWS) else "results-" + "-".join(names)
