@@ -14,6 +14,7 @@ PACKAGE_SOURCES := $(shell find source_segment_profile segment_profile_emulator 
 
 $(INSTALLED): setup.py constraints.txt $(PACKAGE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
+	rm -rf build  # setuptools' staging folder: modules deleted from the sources would be installed from it
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt ".[tests,warehouse]"
 	touch $(INSTALLED)
 
