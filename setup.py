@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 VERSION = "0.2.0"
 
 # Pinned: the connector is an image, and the image must behave the same on every build.
-# airbyte-cdk 7.39.1 is the 7.x release the CDK notes in ../shared were measured with.
+# airbyte-cdk 7.39.1 is the 7.x release every behaviour the tests rely on was checked with.
 # orjson and certifi come with the CDK too, but the connector imports them itself: orjson to
 # decode pages, certifi for the CA bundle its http.client transport verifies TLS against.
 MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "certifi==2026.10.19.post1"]
@@ -18,7 +18,7 @@ TEST_REQUIREMENTS = [
 ]
 
 # PyAirbyte runs the embedded DuckDB warehouse sync; 0.71.3 is the release that resolves with
-# airbyte-cdk 7.39.1 (unpinned, pip steps back to 0.69.0; see ../shared/pyairbyte-notes.md).
+# airbyte-cdk 7.39.1 (left unpinned, pip steps back to airbyte 0.69.0).
 WAREHOUSE_REQUIREMENTS = ["airbyte==0.71.3"]
 
 setup(

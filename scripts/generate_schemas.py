@@ -6,7 +6,8 @@
 Every field is nullable: the API omits or nulls fields freely, and a warehouse column must not
 reject a record for it. Enums from the spec are left out (documented in the field's description
 instead) so that a new event type or id type Segment adds does not fail a sync. Fields the API is
-documented to send beyond the seed spec (../shared/profile-api-facts.md) are added by hand below,
+documented to send beyond the seed spec (Segment's Profile API docs: `message_id`, `external_ids`,
+`related` on events; `{"metadata": {...}}` wrapping, `expires_at`, `first_message_id`) are added by hand below,
 because PyAirbyte drops any field a schema does not declare.
 """
 

@@ -26,7 +26,7 @@ CONNECTOR_LINES_SHOWN = ("Progress ", "Summary ")
 
 
 def _prepare_pyairbyte_environment(work_dir: Path) -> None:
-    """Must run before `import airbyte` (../shared/pyairbyte-notes.md).
+    """Must run before `import airbyte`: PyAirbyte reads these settings when it is imported.
 
     Offline mode: without it get_source() looks the name up in Airbyte's online registry (and
     can hang: no timeout). Telemetry is a blocking POST. A private temp dir: a killed read leaves

@@ -4,7 +4,7 @@ The fake answers through requests' own seam, a transport adapter: the `api` fixt
 `FakeProfileApi.adapter()` on every Session the connector builds, so every GET goes through the
 connector's real requests code (query encoding, headers, timeouts) to the fake instead of a socket.
 
-Responses follow the seed OpenAPI spec and the documented extras (../shared/profile-api-facts.md):
+Responses follow the seed OpenAPI spec (openapi/) and what Segment's docs add to it:
 a cursor `{"url", "has_more", "next"}` whose last page has `has_more: false` and empty strings.
 Expected URLs in the encoding tests are written out literally; `profile_path` here exists so that
 the other tests can register a profile's endpoint without repeating the URL layout.
