@@ -167,3 +167,33 @@ def test_check_succeeds_with_gzip_a_lone_surrogate_and_the_100_item_limit(emulat
     check = run_connector("check", tmp_path, config)
     statuses = [message["connectionStatus"] for message in check.messages if message["type"] == "CONNECTION_STATUS"]
     assert [status["status"] for status in statuses] == ["SUCCEEDED"], statuses
+
+
+def test_the_warehouse_command_loads_the_ground_truth_exactly_once(emulator, tmp_path):
+    """The third mode that ships: PyAirbyte runs the installed connector into DuckDB."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    truth = emulator.ground_truth()
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(emulator_config(emulator, truth)))
+    db_path = tmp_path / "warehouse.duckdb"
+    completed = subprocess.run(
+        [sys.executable, "-m", "segment_profile_warehouse", "sync", "--config", str(config_path), "--db", str(db_path)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    expected = expected_records(truth)
+    with duckdb.connect(str(db_path), read_only=True) as connection:
+        for stream in STREAMS:
+            count = connection.execute(f"SELECT count(*) FROM segment_profile.{stream}").fetchone()[0]
+            assert count == len(expected[stream]), f"{stream}: {count} rows, {len(expected[stream])} in the ground truth"
+        events = connection.execute('SELECT count(*), count(DISTINCT (external_id, "messageId")) FROM segment_profile.user_events').fetchone()
+        assert events[0] == events[1]
+        nicknames = connection.execute(
+            "SELECT json_extract_string(traits, '$.nickname') FROM segment_profile.user_traits WHERE json_extract_string(traits, '$.nickname') IS NOT NULL"
+        ).fetchall()
+    assert sorted(value for (value,) in nicknames) == [DELIVERED_VALUE] * len(SURROGATE_USERS)
