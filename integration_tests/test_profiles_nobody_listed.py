@@ -308,6 +308,25 @@ def test_read_all_users_comes_in_addition_to_the_configured_users(listed_space, 
 # --- an interrupted listing, resumed ----------------------------------------------------------
 
 
+def interrupted_then_resumed(emulator, tmp_path, stream, incremental):
+    """A read of `stream` with read_all_users that fails once its first checkpoint is out (one
+    worker, no retries), then a read from that checkpoint: (first run, its request log, the
+    checkpoint, second run, its request log). Both attempts are checked to end as they must."""
+    config = base_config(emulator, read_all_users=True, max_concurrency=1, max_retries=0, requests_per_second=100)
+    catalog = configured_catalog((stream,), incremental=incremental)
+    emulator.reset_stats()
+    first = run_read_watching(tmp_path, config, catalog, fail_after_first_checkpoint(emulator, stream))
+    first_log = emulator.requests()
+    emulator.set_faults(**NO_FAULTS)
+    emulator.reset_stats()
+    checkpoint = state_message(first, stream)
+    second = run_connector("read", tmp_path, config, catalog, state=[checkpoint])
+    second_log = emulator.requests()
+    assert first.returncode != 0 and first.errors, "the first attempt should have failed"
+    assert second.returncode == 0, failure_text(second)
+    return first, first_log, checkpoint, second, second_log
+
+
 def test_an_interrupted_listing_resumes_from_its_checkpoint_without_reading_a_profile_it_covers_again(
     listed_space, tmp_path, faults_cleared
 ):
@@ -315,20 +334,8 @@ def test_an_interrupted_listing_resumes_from_its_checkpoint_without_reading_a_pr
     covers; every request fails once the first checkpoint is out, and no request is retried."""
     emulator, truth = listed_space
     listed = [f"segment_id:{user['segment_id']}" for user in truth["users"]]
-    config = base_config(emulator, read_all_users=True, max_concurrency=1, max_retries=0, requests_per_second=100)
-    catalog = configured_catalog(("user_traits",), incremental=False)
-    emulator.reset_stats()
+    first, first_log, checkpoint, second, second_log = interrupted_then_resumed(emulator, tmp_path, "user_traits", incremental=False)
 
-    first = run_read_watching(tmp_path, config, catalog, fail_after_first_checkpoint(emulator, "user_traits"))
-    first_log = emulator.requests()
-    emulator.set_faults(**NO_FAULTS)
-    emulator.reset_stats()
-    checkpoint = state_message(first, "user_traits")
-    second = run_connector("read", tmp_path, config, catalog, state=[checkpoint])
-    second_log = emulator.requests()
-
-    assert first.returncode != 0 and first.errors, "the first attempt should have failed"
-    assert second.returncode == 0, failure_text(second)
     # The checkpoint: the listing page to start again from, and the profiles done from it on.
     reading = checkpoint["stream"]["stream_state"]["reading"]
     start = int(reading["position"].removeprefix("listed:"))
@@ -356,19 +363,8 @@ def test_an_interrupted_incremental_events_listing_resumes_with_its_watermark_wi
 ):
     emulator, truth = listed_space
     listed = [f"segment_id:{user['segment_id']}" for user in truth["users"]]
-    config = base_config(emulator, read_all_users=True, max_concurrency=1, max_retries=0, requests_per_second=100)
-    catalog = configured_catalog(("user_events",), incremental=True)
-    emulator.reset_stats()
+    first, _, checkpoint, second, second_log = interrupted_then_resumed(emulator, tmp_path, "user_events", incremental=True)
 
-    first = run_read_watching(tmp_path, config, catalog, fail_after_first_checkpoint(emulator, "user_events"))
-    emulator.set_faults(**NO_FAULTS)
-    emulator.reset_stats()
-    checkpoint = state_message(first, "user_events")
-    second = run_connector("read", tmp_path, config, catalog, state=[checkpoint])
-    second_log = emulator.requests()
-
-    assert first.returncode != 0 and first.errors, "the first attempt should have failed"
-    assert second.returncode == 0, failure_text(second)
     reading = checkpoint["stream"]["stream_state"]["reading"]
     assert reading["position"].startswith("listed:") and reading["watermark"]
     committed = records_committed(first, "user_events")

@@ -103,9 +103,9 @@ class EventsState:
                 if not isinstance(entry, Mapping) or not isinstance(entry.get("profiles"), list):
                     raise StateError(f"The user_events state's read_through[{position}] is not {{watermark, profiles}}. {RESET_HINT}")
                 watermark = _timestamp(entry.get("watermark"), f"read_through[{position}].watermark")
-                for key in entry["profiles"]:
+                for key in map(str, entry["profiles"]):
                     if key not in known or known[key] < watermark:
-                        known[str(key)] = watermark
+                        known[key] = watermark
             return cls(known)
         raise StateError(
             f"The user_events state has a shape this connector version cannot read "

@@ -112,15 +112,13 @@ class ReadProgress:
         self._pages: list[_PageInProgress] = []
         self.resume_position: Optional[str] = None
         self._skip: frozenset[str] = frozenset()
-        if resume_from is not None and not isinstance(resume_from, Mapping):
+        if resume_from is None or resume_from == {}:
+            return
+        position = resume_from.get("position") if isinstance(resume_from, Mapping) else None
+        done = resume_from.get("done", []) if isinstance(resume_from, Mapping) else None
+        if not isinstance(position, str) or not isinstance(done, list):
             raise StateError(f"The reading position in the state is {resume_from!r}, not {{position, done}}. Reset the stream in Airbyte.")
-        if resume_from:
-            position, done = resume_from.get("position"), resume_from.get("done", [])
-            if not isinstance(position, str) or not isinstance(done, list):
-                raise StateError(
-                    f"The reading position in the state is {dict(resume_from)!r}, not {{position, done}}. Reset the stream in Airbyte."
-                )
-            self.resume_position, self._skip = position, frozenset(done)
+        self.resume_position, self._skip = position, frozenset(done)
 
     def ids(self, pages: Iterable[IdPage]) -> Iterator[str]:
         """The ids of `pages` not read before an interruption, noting each page as it is handed out."""
