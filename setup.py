@@ -6,9 +6,11 @@ VERSION = "0.2.0"
 
 # Pinned: the connector is an image, and the image must behave the same on every build.
 # airbyte-cdk 7.39.1 is the 7.x release every behaviour the tests rely on was checked with.
-# orjson and certifi come with the CDK too, but the connector imports them itself: orjson to
-# decode pages, certifi for the CA bundle its http.client transport verifies TLS against.
-MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "certifi==2026.10.19.post1"]
+# orjson and numpy come with the CDK too, but the connector imports them itself: orjson to decode
+# pages, numpy for the user_events state's sets of up to millions of profile keys (sorted arrays,
+# searched and merged in C, 8 bytes a key: key_sets.py). (certifi was pinned for a transport of
+# our own that verified TLS itself; requests, which replaced it, brings its own.)
+MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "numpy==2.4.6"]
 
 TEST_REQUIREMENTS = [
     "pytest==9.2.0",

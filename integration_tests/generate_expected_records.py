@@ -21,7 +21,8 @@ from integration_tests.acceptance import EMULATOR_DATASET, EMULATOR_URL, INTEGRA
 from integration_tests.connector_cli import STREAMS
 from integration_tests.ground_truth import expected_records, lookup_ids
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.events_state import STATE_VERSION, profile_state_key
+from source_segment_profile.config import parse_timestamp
+from source_segment_profile.events_state import state_reading_through
 
 INVALID_TOKEN = "not-a-valid-token"
 FAR_FUTURE = "2099-01-01T00:00:00.000Z"
@@ -43,10 +44,7 @@ def render_files(truth: dict[str, Any], token: str) -> dict[str, str]:
             "type": "STREAM",
             "stream": {
                 "stream_descriptor": {"name": "user_events"},
-                "stream_state": {
-                    "state_version": STATE_VERSION,
-                    "read_through": [{"watermark": FAR_FUTURE, "profiles": sorted(profile_state_key(user) for user in users)}],
-                },
+                "stream_state": state_reading_through(dict.fromkeys(users, parse_timestamp(FAR_FUTURE))),
             },
         }
     ]

@@ -1,6 +1,6 @@
 """Incremental user_events against the emulator: history beyond the API's 14 days, nothing lost.
 
-The state (version 2) says, for each profile, the watermark its events were read through: the
+The state says, for each profile, the watermark its events were read through: the
 API's clock (its Date header) when the sync started, less a small margin. The next sync asks for
 events from that watermark less the lookback (`events_lookback_hours`, default 24).
 """
@@ -16,7 +16,7 @@ import pytest
 from integration_tests.conftest import FIXED_NOW, emulator_config
 from integration_tests.connector_cli import configured_catalog, connector_command, parse_messages, run_connector
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.events_state import profile_state_key
+from source_segment_profile.events_state import STATE_VERSION, profile_state_key, profiles_read_through
 
 EVENTS_ONLY = configured_catalog(("user_events",))
 DEFAULT_LOOKBACK = timedelta(hours=24)
@@ -32,11 +32,7 @@ def event_keys(records):
 
 def read_through(state):
     """Profile key -> the watermark the state says its events were read through."""
-    return {
-        key: parse(entry["watermark"])
-        for entry in state["stream"]["stream_state"]["read_through"]
-        for key in entry["profiles"]
-    }
+    return profiles_read_through(state["stream"]["stream_state"])
 
 
 def events_state(stream_state):
@@ -168,7 +164,7 @@ def test_state_of_the_previous_version_carries_over_without_losing_events(tmp_pa
         assert new_events and new_events <= set(got)
         # Not a full re-read, and the state is written in the current version.
         assert len(got) < len(truth_events(later))
-        assert run.last_state_of("user_events")["stream"]["stream_state"]["state_version"] == 2
+        assert run.last_state_of("user_events")["stream"]["stream_state"]["state_version"] == STATE_VERSION
         assert set(read_through(run.last_state_of("user_events"))) == {profile_state_key(user["lookup_id"]) for user in truth["users"]}
 
 

@@ -20,6 +20,7 @@ from integration_tests.conftest import FIXED_NOW
 from integration_tests.connector_cli import ConnectorRun, configured_catalog, connector_command, parse_messages, run_connector
 from integration_tests.ground_truth import as_multiset, expected_records
 from segment_profile_emulator.testing import running_emulator
+from source_segment_profile.events_state import profile_state_key, profiles_read_through
 
 USER_STREAMS = ("user_traits", "user_events", "user_external_ids", "user_metadata", "user_links")
 ACCOUNT_STREAMS = ("account_traits", "account_external_ids")
@@ -377,7 +378,7 @@ def test_an_interrupted_incremental_events_listing_resumes_with_its_watermark_wi
     assert "reading" not in final
     # The pass the second attempt finished is the first's: one watermark for every user.
     assert [entry["watermark"] for entry in final["read_through"]] == [reading["watermark"]]
-    assert sum(len(entry["profiles"]) for entry in final["read_through"]) == len(listed)
+    assert set(profiles_read_through(final)) == {profile_state_key(external_id) for external_id in listed}
 
 
 def test_accounts_linked_to_users_read_before_an_interruption_are_still_read_after_resuming(

@@ -12,38 +12,57 @@ overlap is the same records again, which append + dedup on the primary key remov
 A profile the state does not know (new to the config) is read with no lower bound but the
 configured start date: its whole history the API keeps.
 
-State (version 2): {"state_version": 2, "read_through": [{"watermark": ts, "profiles": [key, ...]}]},
-one entry per watermark, so a profile costs its key only. Keys are `profile_state_key(id)`.
+State (version 3), sized for a million profiles:
+  {"state_version": 3, "read_through": [{"watermark": ts, "profile_count": n, "profile_keys": text}]}
+One entry per watermark: a finished sync leaves one, an interrupted one a few. A profile costs only
+its 64-bit key (a digest of its id), and a set of keys is coded compactly (key_sets.py): about 7.7
+bytes a profile at 100,000 profiles, 7.2 at a million. Version 2 (lists of 16-hex keys) and
+version 1 (a newest-event timestamp per 20-hex key) are migrated.
 """
 
 from __future__ import annotations
 
 import hashlib
+from array import array
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Iterable, Mapping, Optional
 
+import numpy as np
+
+from source_segment_profile import key_sets
 from source_segment_profile.config import parse_timestamp
 from source_segment_profile.errors import StateError
 from source_segment_profile.masking import mask_external_id
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 # The API's Date header has whole seconds and is written once the first answer is ready; other
 # requests of the sync may have been served a little before it. Five minutes covers that, and
 # any drift between the clock that writes Date and the one that files arriving events.
 SKEW_MARGIN = timedelta(minutes=5)
-# Version 1 keyed profiles by the first 80 bits (20 hex digits) of the same digest.
+# Keys are the first 64 bits of the id's SHA-256 (version 1 kept 80 bits, version 2 the same 64).
 KEY_HEX_DIGITS = 16
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+# A state migrated from version 1 has a watermark per profile. Written as is, that would be an
+# entry per profile; beyond this many, watermarks are lowered to the earliest of their bucket
+# (an earlier watermark only re-reads events, it never skips one).
+MAX_WATERMARK_GROUPS = 32
 RESET_HINT = "Reset the user_events stream in Airbyte (its next sync reads every event the API still keeps)."
 
 
-def profile_state_key(external_id: str) -> str:
+def profile_key(external_id: str) -> int:
     """A profile's key in the state: a digest of its id, not the id itself.
 
     Ids are often emails; the state is stored by the platform and the CDK logs every incoming
-    state in full, so the state holds no id in clear. 64 bits: no collision in practice.
+    state in full, so the state holds no id in clear. 64 bits: among a million profiles, the
+    chance that two share a key is 3 in 100 million.
     """
-    return hashlib.sha256(external_id.encode("utf-8")).hexdigest()[:KEY_HEX_DIGITS]
+    return int.from_bytes(hashlib.sha256(external_id.encode("utf-8")).digest()[:8], "big")
+
+
+def profile_state_key(external_id: str) -> str:
+    """The key as 16 hex digits: how `profiles_read_through` names a profile."""
+    return f"{profile_key(external_id):0{KEY_HEX_DIGITS}x}"
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -51,7 +70,10 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def watermark_from_server_date(date_header: Optional[str], local_now: datetime) -> datetime:
-    """The sync's start on the API's clock minus the skew margin; the local clock if no Date came."""
+    """The sync's start on the API's clock minus the skew margin; the local clock if no Date came.
+
+    Whole milliseconds (the state's precision), rounded down: a resumed attempt reads back the
+    same instant it wrote."""
     moment = local_now
     if date_header:
         try:
@@ -60,27 +82,48 @@ def watermark_from_server_date(date_header: Optional[str], local_now: datetime) 
             pass
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-    return moment - SKEW_MARGIN
+    moment = moment - SKEW_MARGIN
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 class EventsState:
-    """Which profiles were read through which watermark, and the state message that says so."""
+    """Which profiles were read through which watermark, and the state message that says so.
 
-    def __init__(self, known: Optional[Mapping[str, datetime]] = None):
-        self._known: dict[str, datetime] = dict(known or {})  # key -> watermark of a past sync
-        self._read_now: set[str] = set()  # keys read completely in this sync
-        self._dropped: set[str] = set()  # keys this sync found gone (404)
+    Profiles a past sync read are a sorted array of keys with, beside each, the index of its
+    watermark: 16 bytes a profile in memory, looked up by binary search from any worker thread
+    (they are never changed once loaded). Profiles this sync completes are appended to arrays of
+    keys on the consumer's thread, and merged in when a message is built.
+    """
+
+    def __init__(self, keys: Optional[np.ndarray] = None, watermark_indexes: Optional[np.ndarray] = None, watermarks: Iterable[datetime] = ()):
+        self._keys = keys if keys is not None else np.zeros(0, dtype=np.uint64)  # sorted, distinct
+        self._watermark_indexes = watermark_indexes if watermark_indexes is not None else np.zeros(0, dtype=np.int64)
+        self._watermarks = list(watermarks)  # ascending, distinct
+        self._read_now = array("Q")  # keys read completely in this sync
+        self._dropped = array("Q")  # keys this sync found gone (404)
         self._resumed_watermark: Optional[datetime] = None
         self.watermark: Optional[datetime] = None  # this sync's, once the first answer came
+
+    @classmethod
+    def from_read_through(cls, keys: np.ndarray, watermarks: list[datetime]) -> "EventsState":
+        """From each profile's key and watermark (in any order; for a key given twice, its latest watermark)."""
+        distinct = sorted(set(watermarks))
+        position = {watermark: index for index, watermark in enumerate(distinct)}
+        indexes = np.fromiter((position[watermark] for watermark in watermarks), dtype=np.int64, count=len(watermarks))
+        order = np.lexsort((indexes, keys))  # by key, then by watermark
+        keys, indexes = keys[order], indexes[order]
+        last_of_key = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)
+        return cls(keys[last_of_key], indexes[last_of_key], distinct)
 
     @classmethod
     def from_message(cls, value: Optional[Mapping[str, Any]], configured_ids: Iterable[str], now: datetime) -> "EventsState":
         """Reads a state message; a state this version cannot read is a StateError.
 
-        Accepted: `{}`; version 2; version 1 (`{"state_version": 1, "profiles": {key: newest
-        event timestamp}}`), whose cursors become watermarks, never later than `now` (a v1 cursor
-        could be a future-stamped event's); and a stream-wide `{"timestamp": ...}`, which becomes
-        the watermark of every configured profile.
+        Accepted: `{}`; version 3; version 2 (`{"state_version": 2, "read_through": [{"watermark",
+        "profiles": [16-hex key, ...]}]}`); version 1 (`{"state_version": 1, "profiles": {20-hex
+        key: newest event timestamp}}`), whose cursors become watermarks, never later than `now`
+        (a v1 cursor could be a future-stamped event's); and a stream-wide `{"timestamp": ...}`,
+        which becomes the watermark of every configured profile.
         """
         if not value:
             return cls()
@@ -89,24 +132,22 @@ class EventsState:
         version = value.get("state_version")
         if version is None and set(value) == {"timestamp"}:
             watermark = min(_timestamp(value["timestamp"], "timestamp"), now)
-            return cls({profile_state_key(external_id): watermark for external_id in configured_ids})
+            keys = key_sets.sorted_keys([profile_key(external_id) for external_id in configured_ids])
+            return cls.from_read_through(keys, [watermark] * len(keys))
         if version == 1 and isinstance(value.get("profiles"), Mapping):
-            return cls(
-                {
-                    str(key)[:KEY_HEX_DIGITS]: min(_timestamp(cursor, f"profiles[{mask_external_id(str(key))!r}]"), now)
-                    for key, cursor in value["profiles"].items()
-                }
-            )
-        if version == STATE_VERSION and isinstance(value.get("read_through"), list):
-            known: dict[str, datetime] = {}
+            profiles = value["profiles"]
+            keys = np.array([_hex_key(key, f"profiles[{mask_external_id(str(key))!r}]") for key in profiles], dtype=np.uint64)
+            cursors = [min(_timestamp(cursor, f"profiles[{mask_external_id(str(key))!r}]"), now) for key, cursor in profiles.items()]
+            return cls.from_read_through(keys, cursors)
+        if version in (2, STATE_VERSION) and isinstance(value.get("read_through"), list):
+            all_keys, watermarks = [], []
             for position, entry in enumerate(value["read_through"]):
-                if not isinstance(entry, Mapping) or not isinstance(entry.get("profiles"), list):
-                    raise StateError(f"The user_events state's read_through[{position}] is not {{watermark, profiles}}. {RESET_HINT}")
-                watermark = _timestamp(entry.get("watermark"), f"read_through[{position}].watermark")
-                for key in map(str, entry["profiles"]):
-                    if key not in known or known[key] < watermark:
-                        known[key] = watermark
-            return cls(known)
+                where = f"read_through[{position}]"
+                keys = _v2_keys(entry, where) if version == 2 else _v3_keys(entry, where)
+                watermark = _timestamp(entry.get("watermark"), f"{where}.watermark")
+                all_keys.append(keys)
+                watermarks.extend([watermark] * len(keys))
+            return cls.from_read_through(np.concatenate(all_keys) if all_keys else np.zeros(0, dtype=np.uint64), watermarks)
         raise StateError(
             f"The user_events state has a shape this connector version cannot read "
             f"(state_version {version!r}, keys {sorted(value)[:5]}). {RESET_HINT}"
@@ -114,16 +155,22 @@ class EventsState:
 
     def read_through(self, external_id: str) -> Optional[datetime]:
         """The watermark a past sync read this profile's events through, or None for a new profile."""
-        return self._known.get(profile_state_key(external_id))
+        key = np.uint64(profile_key(external_id))
+        position = int(np.searchsorted(self._keys, key))
+        if position < len(self._keys) and self._keys[position] == key:
+            return self._watermarks[self._watermark_indexes[position]]
+        return None
 
     def known_profiles(self) -> dict[str, datetime]:
-        """Profile key -> watermark, for every profile the state came with."""
-        return dict(self._known)
+        """Profile key (16 hex digits) -> watermark, for every profile the state came with."""
+        return {f"{int(key):0{KEY_HEX_DIGITS}x}": self._watermarks[index] for key, index in zip(self._keys, self._watermark_indexes)}
 
-    def seen_this_pass(self) -> set[str]:
-        """Profiles read in this pass: by this attempt, or by an interrupted attempt it resumes."""
-        resumed = {key for key, watermark in self._known.items() if watermark == self._resumed_watermark}
-        return self._read_now | resumed
+    def seen_this_pass(self) -> np.ndarray:
+        """Keys of the profiles read in this pass: by this attempt, or by an interrupted attempt it resumes."""
+        resumed = self._keys[:0]
+        if self._resumed_watermark in self._watermarks:
+            resumed = self._keys[self._watermark_indexes == self._watermarks.index(self._resumed_watermark)]
+        return np.union1d(resumed, key_sets.sorted_keys(self._read_now))
 
     def resume_pass(self, watermark: Any) -> None:
         """Goes on with an interrupted attempt's pass, at its watermark (still before every read)."""
@@ -131,35 +178,75 @@ class EventsState:
 
     def profile_read(self, external_id: str, found: bool) -> None:
         """Every event of the profile up to this sync's watermark has been emitted (or it is gone)."""
-        key = profile_state_key(external_id)
-        (self._read_now if found else self._dropped).add(key)
+        (self._read_now if found else self._dropped).append(profile_key(external_id))
 
-    def message(self, configured_keys: Optional[set[str]] = None) -> dict[str, Any]:
+    def message(self, keys_to_keep: Optional[np.ndarray] = None) -> dict[str, Any]:
         """The state as of now: profiles read in this sync at its watermark, the rest as they were.
 
-        `configured_keys`: when given, profiles no longer configured leave the state.
+        `keys_to_keep` (sorted keys): when given, profiles not in it leave the state.
         """
-        groups: dict[datetime, list[str]] = {}
-        if self.watermark is not None and self._read_now:
-            groups[self.watermark] = sorted(self._read_now)
-        for key, watermark in self._known.items():
-            if key in self._read_now or key in self._dropped:
-                continue
-            if configured_keys is not None and key not in configured_keys:
-                continue
-            groups.setdefault(watermark, []).append(key)
+        read_now = key_sets.sorted_keys(self._read_now)
+        staying = ~key_sets.contains(read_now, self._keys) & ~key_sets.contains(key_sets.sorted_keys(self._dropped), self._keys)
+        if keys_to_keep is not None:
+            staying &= key_sets.contains(keys_to_keep, self._keys)
+        groups = self._groups(self._keys[staying], self._watermark_indexes[staying])
+        if self.watermark is not None and len(read_now):
+            groups[self.watermark] = np.union1d(groups.get(self.watermark, read_now[:0]), read_now)
         return {
             "state_version": STATE_VERSION,
             "read_through": [
-                {"watermark": format_timestamp(watermark), "profiles": sorted(keys)} for watermark, keys in sorted(groups.items())
+                {"watermark": format_timestamp(watermark), "profile_count": len(keys), "profile_keys": key_sets.encode(keys)}
+                for watermark, keys in sorted(groups.items())
             ],
         }
+
+    def _groups(self, keys: np.ndarray, indexes: np.ndarray) -> dict[datetime, np.ndarray]:
+        """Sorted keys by watermark, at most MAX_WATERMARK_GROUPS of them."""
+        distinct = np.unique(indexes)  # ascending: watermarks are kept sorted
+        if len(distinct) > MAX_WATERMARK_GROUPS:
+            bucket = np.arange(len(distinct)) * MAX_WATERMARK_GROUPS // len(distinct)
+            earliest_of_bucket = distinct[np.searchsorted(bucket, bucket)]
+            indexes = earliest_of_bucket[np.searchsorted(distinct, indexes)]
+        order = np.lexsort((keys, indexes))  # by watermark, then by key
+        keys, indexes = keys[order], indexes[order]
+        starts = np.flatnonzero(np.diff(indexes, prepend=-1))
+        return {self._watermarks[indexes[start]]: group for start, group in zip(starts, np.split(keys, starts[1:]))}
+
+
+def state_reading_through(read_through: Mapping[str, datetime]) -> dict[str, Any]:
+    """The state that says each profile id's events were read through its watermark (for fixtures)."""
+    keys = np.array([profile_key(external_id) for external_id in read_through], dtype=np.uint64)
+    return EventsState.from_read_through(keys, list(read_through.values())).message()
 
 
 def profiles_read_through(stream_state: Mapping[str, Any]) -> dict[str, datetime]:
     """Profile key (`profile_state_key`) -> the watermark a user_events state says it was read
     through: the state decoded, for tests, benchmarks and whoever inspects a stored state."""
     return EventsState.from_message(stream_state, (), datetime.now(timezone.utc)).known_profiles()
+
+
+def _hex_key(value: Any, where: str) -> int:
+    """A key of version 1 (20 hex digits) or 2 (16): its first 64 bits."""
+    key = str(value)
+    if len(key) < KEY_HEX_DIGITS or not set(key) <= HEX_DIGITS:
+        raise StateError(f"The user_events state holds a key at {where} that is not a digest (hex digits). {RESET_HINT}")
+    return int(key[:KEY_HEX_DIGITS], 16)
+
+
+def _v2_keys(entry: Any, where: str) -> np.ndarray:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("profiles"), list):
+        raise StateError(f"The user_events state's {where} is not {{watermark, profiles}}. {RESET_HINT}")
+    return np.array([_hex_key(key, f"{where}.profiles") for key in entry["profiles"]], dtype=np.uint64)
+
+
+def _v3_keys(entry: Any, where: str) -> np.ndarray:
+    count = entry.get("profile_count") if isinstance(entry, Mapping) else None
+    if not isinstance(entry.get("profile_keys") if isinstance(entry, Mapping) else None, str) or type(count) is not int or count < 0:
+        raise StateError(f"The user_events state's {where} is not {{watermark, profile_count, profile_keys}}. {RESET_HINT}")
+    try:
+        return key_sets.decode(entry["profile_keys"], entry["profile_count"])
+    except key_sets.KeySetError as error:
+        raise StateError(f"The user_events state's {where}.profile_keys cannot be read ({error}). {RESET_HINT}") from None
 
 
 def _timestamp(value: Any, where: str) -> datetime:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote, unquote, urlsplit
 
+import numpy as np
 import requests
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http import HttpStream
@@ -21,7 +22,8 @@ from airbyte_cdk.sources.streams.http import HttpStream
 from source_segment_profile.api_client import ApiPage, ProfileApiClient, decoded_page
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
 from source_segment_profile.errors import ProfileNotFound
-from source_segment_profile.events_state import EventsState, format_timestamp, profile_state_key, watermark_from_server_date
+from source_segment_profile import key_sets
+from source_segment_profile.events_state import EventsState, format_timestamp, profile_key, watermark_from_server_date
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pagination import ProfileCursorPaginator
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
@@ -32,6 +34,11 @@ from source_segment_profile.progress import StreamProgress
 # State is checkpointed after every this many profiles, so an interrupted sync resumes close to
 # where it stopped instead of starting over.
 CHECKPOINT_EVERY_PROFILES = 200
+# user_events' state names every profile, so each checkpoint is about as large as the final state:
+# it is written at most this many times a pass (every 1/16th of the profiles), keeping all the
+# state a sync writes under 20x the final state. At a million profiles and 100 requests/s that is
+# a checkpoint every ~10 minutes; at 100,000 profiles, every minute.
+USER_EVENTS_CHECKPOINTS_PER_PASS = 16
 # How often an idle consumer (all workers waiting on the API) still logs progress.
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
@@ -176,7 +183,7 @@ class ProfileStream(HttpStream, ABC):
             self._read_progress.profile_done(item.external_id)
             self._progress.profile_done(item.pages, item.found, item.external_id)
             completed += 1
-            if completed == CHECKPOINT_EVERY_PROFILES:
+            if completed >= self.profiles_per_checkpoint():
                 self.checkpoint_reached()
                 return
         self._items, self._reading_ended = None, True
@@ -186,6 +193,10 @@ class ProfileStream(HttpStream, ABC):
 
     def profile_completed(self, done: ProfileRead) -> None:
         """Called once all of a profile's records are emitted; incremental streams advance their state here."""
+
+    def profiles_per_checkpoint(self) -> int:
+        """How many profiles a slice completes before the state is checkpointed."""
+        return CHECKPOINT_EVERY_PROFILES
 
     def checkpoint_reached(self) -> None:
         """Called before the CDK emits state: the state says how far the reading got."""
@@ -425,7 +436,7 @@ class UserEvents(DataListStream):
             self._events_state.resume_pass(reading["watermark"])
         self._state_message = self._events_state.message(self._keys_to_keep())
 
-    def _keys_to_keep(self) -> Optional[set[str]]:
+    def _keys_to_keep(self) -> Optional[np.ndarray]:
         """Profiles that stay in the state: the configured ones; with a listing, whoever this pass
         read (known only once it ends: until then every profile stays)."""
         if not self._profiles.resumable:
@@ -433,8 +444,12 @@ class UserEvents(DataListStream):
         return self._events_state.seen_this_pass() if self._reading_ended else None
 
     @functools.cached_property
-    def _configured_keys(self) -> set[str]:
-        return {profile_state_key(external_id) for external_id in self._profiles.configured}
+    def _configured_keys(self) -> np.ndarray:
+        return key_sets.sorted_keys([profile_key(external_id) for external_id in self._profiles.configured])
+
+    def profiles_per_checkpoint(self) -> int:
+        profiles_in_state = sum(entry["profile_count"] for entry in self._state_message["read_through"])
+        return max(CHECKPOINT_EVERY_PROFILES, profiles_in_state // USER_EVENTS_CHECKPOINTS_PER_PASS)
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
         self._incremental = sync_mode == SyncMode.incremental

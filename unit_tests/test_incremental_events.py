@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airbyte_cdk.models import FailureType, SyncMode, Type
 
-from source_segment_profile.events_state import profile_state_key
+from source_segment_profile import key_sets
+from source_segment_profile.events_state import format_timestamp, profile_key, profile_state_key, profiles_read_through
 from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
 
@@ -53,14 +54,25 @@ def v1_key(external_id: str) -> str:
     return hashlib.sha256(external_id.encode()).hexdigest()[:20]
 
 
+def state_with(*groups: tuple[str, list[str]]) -> dict:
+    """A state of the current version: (watermark, profile ids) per group, keyed and coded as the connector does."""
+    return {
+        "state_version": 3,
+        "read_through": [
+            {"watermark": watermark, "profile_count": len(set(ids)), "profile_keys": key_sets.encode(key_sets.sorted_keys([profile_key(p) for p in ids]))}
+            for watermark, ids in groups
+        ],
+    }
+
+
 def state_v2(*groups: tuple[str, list[str]]) -> dict:
-    """A version 2 state: (watermark, profile ids) per group, keyed as the connector keys them."""
+    """A version 2 state (connector 0.2.0): lists of 16-hex keys."""
     return {"state_version": 2, "read_through": [{"watermark": watermark, "profiles": sorted(key(p) for p in ids)} for watermark, ids in groups]}
 
 
 def watermarks(state: dict) -> dict[str, str]:
-    """key -> watermark of a state message."""
-    return {profile: group["watermark"] for group in state["read_through"] for profile in group["profiles"]}
+    """key -> watermark of a state message, decoded."""
+    return {profile: format_timestamp(watermark) for profile, watermark in profiles_read_through(state).items()}
 
 
 def read_events(ids=("user_id:u1",), state=None, **overrides):
@@ -87,7 +99,7 @@ def test_a_first_sync_reads_everything_and_saves_the_api_clock_less_five_minutes
 
     assert sorted(message_ids(result)) == ["e1", "m1", "m2", "m3"]
     assert all("start" not in request.params for request in api.seen)
-    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:u1", "email:a+b@x.com"]))
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:u1", "email:a+b@x.com"]))
 
 
 def test_the_watermark_comes_from_the_first_answer_not_from_later_ones(api):
@@ -119,8 +131,8 @@ def test_the_state_holds_only_digests_and_watermarks(api):
     for state in result.states():
         assert set(state) == {"state_version", "read_through"}
         for group in state["read_through"]:
-            assert set(group) == {"watermark", "profiles"}
-            assert all(len(profile) == 16 and int(profile, 16) >= 0 for profile in group["profiles"])
+            assert set(group) == {"watermark", "profile_count", "profile_keys"}
+        assert watermarks(state) == {key("email:jane.doe@example.com"): WATERMARK}
         assert "jane" not in str(state) and "secret_order" not in str(state) and "m1" not in str(state)
 
 
@@ -137,11 +149,11 @@ def test_a_second_sync_asks_from_the_watermark_less_24_hours_and_filters_older_e
         data_page([event("older", at("08:00", day=19))]),
     )
 
-    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
+    result = read_events(state=state_with((at("10:00"), ["user_id:u1"])))
 
     assert [instant(start) for start in starts(api)] == [instant(at("10:00", day=19))]  # one request: page 1 reached older events
     assert message_ids(result) == ["new", "late"]
-    assert result.states()[-1] == state_v2(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
+    assert result.states()[-1] == state_with(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
 
 
 @pytest.mark.parametrize(
@@ -159,7 +171,7 @@ def test_the_late_events_window_is_configurable(api, settings, expected_start):
     api_clock(api)
     api.pages("user_events", "user_id:u1", data_page([]))
 
-    read_events(state=state_v2((at("10:00"), ["user_id:u1"])), **settings)
+    read_events(state=state_with((at("10:00"), ["user_id:u1"])), **settings)
 
     assert [instant(start) for start in starts(api)] == [instant(expected_start)]
 
@@ -188,7 +200,7 @@ def test_paging_stops_at_the_first_page_that_reaches_older_events(api):
         data_page([event("e", at("08:00", day=19))]),
     )
 
-    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
+    result = read_events(state=state_with((at("10:00"), ["user_id:u1"])))
 
     assert [request.param("next") for request in api.seen] == [None, "p2"]
     assert all(request.param("start") for request in api.seen)  # `start` on every page
@@ -209,7 +221,7 @@ def test_an_unchanged_profile_costs_one_request(api):
     api_clock(api, "2026-11-21T12:00:00Z")
     api.handler("user_events", "user_id:u1", honouring_start(event("m2", at("10:00")), event("m1", at("09:00", day=19))))
 
-    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])))
+    result = read_events(state=state_with((at("10:00"), ["user_id:u1"])))
 
     assert len(api.seen) == 1
     assert message_ids(result) == ["m2"]  # the window's overlap, deduplicated downstream by primary key
@@ -227,7 +239,7 @@ def test_a_future_stamped_event_is_delivered_and_later_events_still_arrive_next_
 
     assert message_ids(first_sync) == ["from-the-future", "first"]
     state = first_sync.states()[-1]
-    assert state == state_v2((WATERMARK, ["user_id:u1"]))
+    assert state == state_with((WATERMARK, ["user_id:u1"]))
 
     arrived_since = event("arrived-since", at("09:00", day=21))
     api_clock(api, "2026-11-21T12:00:00Z")
@@ -236,7 +248,7 @@ def test_a_future_stamped_event_is_delivered_and_later_events_still_arrive_next_
     second_sync = read_events(state=state)
 
     assert "arrived-since" in message_ids(second_sync)
-    assert second_sync.states()[-1] == state_v2(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
+    assert second_sync.states()[-1] == state_with(("2026-11-21T11:55:00.000Z", ["user_id:u1"]))
 
 
 # --- which profiles the state holds ----------------------------------------------------------
@@ -247,24 +259,24 @@ def test_a_profile_added_later_gets_its_full_history(api):
     api.pages("user_events", "user_id:old", data_page([event("o2", at("10:30")), event("o1", at("09:00", day=10))]))
     api.pages("user_events", "user_id:new", data_page([event("n2", at("10:00"))], next="p2"), data_page([event("n1", at("01:00", day=10))]))
 
-    result = read_events(ids=["user_id:old", "user_id:new"], state=state_v2((at("10:00", day=19), ["user_id:old"])))
+    result = read_events(ids=["user_id:old", "user_id:new"], state=state_with((at("10:00", day=19), ["user_id:old"])))
 
     assert starts(api, "user_id:new") == [None, None]
     assert [instant(start) for start in starts(api, "user_id:old")] == [instant(at("10:00", day=18))]
     assert sorted(message_ids(result)) == ["n1", "n2", "o2"]
-    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:old", "user_id:new"]))
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:old", "user_id:new"]))
 
 
 def test_profiles_no_longer_configured_leave_the_state(api):
     api_clock(api)
     api.pages("user_events", "user_id:kept", data_page([]))
 
-    result = read_events(ids=["user_id:kept"], state=state_v2((at("10:00"), ["user_id:kept", "user_id:removed"])))
+    result = read_events(ids=["user_id:kept"], state=state_with((at("10:00"), ["user_id:kept", "user_id:removed"])))
 
     assert result.states()
     for state in result.states():
         assert key("user_id:removed") not in watermarks(state)
-    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:kept"]))  # read through now, even without new events
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:kept"]))  # read through now, even without new events
 
 
 def test_a_profile_the_api_no_longer_finds_leaves_the_state(api):
@@ -272,10 +284,10 @@ def test_a_profile_the_api_no_longer_finds_leaves_the_state(api):
     api.pages("user_events", "user_id:u1", data_page([event("m1", at("11:00"))]))
     api.replies("user_events", "user_id:gone", Reply.error(404))
 
-    result = read_events(ids=["user_id:u1", "user_id:gone"], state=state_v2((at("10:00"), ["user_id:u1", "user_id:gone"])))
+    result = read_events(ids=["user_id:u1", "user_id:gone"], state=state_with((at("10:00"), ["user_id:u1", "user_id:gone"])))
 
     assert result.errors() == []
-    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:u1"]))
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:u1"]))
 
 
 def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api):
@@ -283,7 +295,7 @@ def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api):
     api.pages("user_events", "user_id:ok", data_page([event("m1", at("11:00"))]))
     api.replies("user_events", "user_id:broken", Reply.error(500))
 
-    result = read_events(ids=["user_id:ok", "user_id:broken"], state=state_v2((at("10:00"), ["user_id:ok", "user_id:broken"])), max_retries=0)
+    result = read_events(ids=["user_id:ok", "user_id:broken"], state=state_with((at("10:00"), ["user_id:ok", "user_id:broken"])), max_retries=0)
 
     assert result.stream_error("user_events").failure_type == FailureType.transient_error
     for state in result.states():
@@ -310,7 +322,7 @@ def test_start_date_bounds_the_first_sync(api):
 def test_start_date_later_than_the_watermark_less_the_window_wins(api):
     api.pages("user_events", "user_id:u1", data_page([event("in", at("12:00")), event("out", at("10:30"))]))
 
-    result = read_events(state=state_v2((at("10:00"), ["user_id:u1"])), start_date="2026-11-20T11:00:00Z")
+    result = read_events(state=state_with((at("10:00"), ["user_id:u1"])), start_date="2026-11-20T11:00:00Z")
 
     assert [instant(start) for start in starts(api)] == [instant(at("11:00"))]
     assert message_ids(result) == ["in"]
@@ -328,7 +340,7 @@ def test_start_date_bounds_full_refresh_too(api):
     "settings, state",
     [
         ({"start_date": "2026-11-20T12:00:00+02:00"}, None),
-        ({"events_lookback_hours": 0}, state_v2(("2026-11-20T12:00:00+02:00", ["user_id:u1"]))),
+        ({"events_lookback_hours": 0}, state_with(("2026-11-20T12:00:00+02:00", ["user_id:u1"]))),
     ],
     ids=["start_date-with-offset", "watermark-with-offset"],
 )
@@ -363,7 +375,7 @@ def test_a_version_1_state_is_migrated_with_its_keys_shortened_and_future_cursor
     assert before - timedelta(seconds=1) <= capped <= datetime.now(timezone.utc)
     assert [instant(start) for start in starts(api, "user_id:v1-past")] == [instant(at("10:00", day=19))]
     assert abs(instant(starts(api, "user_id:v1-future")[0]) - (capped - timedelta(hours=24))) < timedelta(seconds=1)
-    assert result.states()[-1] == state_v2((WATERMARK, first_200 + ["user_id:v1-past", "user_id:v1-future"]))
+    assert result.states()[-1] == state_with((WATERMARK, first_200 + ["user_id:v1-past", "user_id:v1-future"]))
 
 
 def test_a_legacy_stream_wide_timestamp_state_becomes_every_profiles_watermark(api):
@@ -375,7 +387,7 @@ def test_a_legacy_stream_wide_timestamp_state_becomes_every_profiles_watermark(a
 
     assert [instant(request.param("start")) for request in api.seen] == [instant(at("10:00", day=19))] * 2
     assert sorted(message_ids(result)) == ["user_id:a-new", "user_id:b-new"]
-    assert result.states()[-1] == state_v2((WATERMARK, ["user_id:a", "user_id:b"]))
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:a", "user_id:b"]))
 
 
 MALFORMED_STATES = [
@@ -385,7 +397,13 @@ MALFORMED_STATES = [
     {"state_version": 2, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profiles": "abc"}]},
     {"state_version": 2, "read_through": [{"watermark": "yesterday", "profiles": []}]},
     {"state_version": 2, "read_through": [{"profiles": ["0123456789abcdef"]}]},
-    {"state_version": 3, "read_through": []},
+    {"state_version": 4, "read_through": []},
+    {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profiles": ["0123456789abcdef"]}]},
+    {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profile_count": 2, "profile_keys": "d`HkM0CKXFfB"}]},
+    {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profile_count": -1, "profile_keys": ""}]},
+    {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profile_count": 1, "profile_keys": "not base85 \\"}]},
+    {"state_version": 3, "read_through": [{"watermark": "yesterday", "profile_count": 0, "profile_keys": ""}]},
+    {"state_version": 2, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profiles": ["user_id:u1"]}]},
     {"state_version": 1, "profiles": ["user_id:u1"]},
     {"state_version": 1},
     {"cursor": "2026-11-20T10:00:00Z"},
@@ -422,7 +440,7 @@ def test_an_unreadable_state_error_masks_email_ids(api):
 def test_an_incremental_sync_does_not_log_email_ids(api):
     api.pages("user_events", "email:jane.doe@example.com", data_page([event("m1", at("10:30"))]))
 
-    result = read_events(ids=["email:jane.doe@example.com"], state=state_v2((at("10:00"), ["email:jane.doe@example.com"])))
+    result = read_events(ids=["email:jane.doe@example.com"], state=state_with((at("10:00"), ["email:jane.doe@example.com"])))
 
     assert len(result.records()) == 1
     for line in result.logs():
@@ -461,7 +479,7 @@ def test_an_interrupted_sync_resumes_from_its_last_checkpoint(api):
     api_clock(api)
     first = read_events(ids=ids)
     checkpoint = first.states()[0]  # as if the sync had been killed after its first checkpoint
-    assert checkpoint == state_v2((WATERMARK, [profile for profile in ids if key(profile) in watermarks(checkpoint)]))
+    assert checkpoint == state_with((WATERMARK, [profile for profile in ids if key(profile) in watermarks(checkpoint)]))
     assert len(watermarks(checkpoint)) == 200
 
     api.seen.clear()
@@ -476,4 +494,4 @@ def test_an_interrupted_sync_resumes_from_its_last_checkpoint(api):
     assert {instant(request.param("start")) for request in api.seen if request.param("start")} == {instant(WATERMARK) - timedelta(hours=24)}
     assert len(api.seen) == 250
     assert sorted(message_ids(second)) == sorted(ids)  # the first 200 again only through the window's overlap
-    assert second.states()[-1] == state_v2(("2026-11-20T12:55:00.000Z", ids))
+    assert second.states()[-1] == state_with(("2026-11-20T12:55:00.000Z", ids))
