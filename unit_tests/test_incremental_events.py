@@ -9,13 +9,14 @@ Every answer carries the API clock's `Date` (`api_clock`), which sets the sync's
 from __future__ import annotations
 
 import email.utils
+import json
 import hashlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from airbyte_cdk.models import FailureType, SyncMode, Type
 
-from source_segment_profile import key_sets
+from source_segment_profile import key_sets, streams
 from source_segment_profile.events_state import format_timestamp, profile_key, profile_state_key, profiles_read_through
 from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
@@ -495,3 +496,54 @@ def test_an_interrupted_sync_resumes_from_its_last_checkpoint(api):
     assert len(api.seen) == 250
     assert sorted(message_ids(second)) == sorted(ids)  # the first 200 again only through the window's overlap
     assert second.states()[-1] == state_with(("2026-11-20T12:55:00.000Z", ids))
+
+
+def test_checkpoints_come_every_16th_of_the_profiles_in_the_state_so_a_sync_writes_under_20x_its_final_state(api, monkeypatch):
+    """Every checkpoint names every profile (read now at the new watermark, or not yet at its old
+    one), so it is as large as the final state: a sync writes at most ~17 of them."""
+    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 10)  # the floor, for small states
+    api_clock(api, "2026-11-21T12:00:00Z")
+    ids = [f"user_id:u{n:03d}" for n in range(480)]
+    for profile in ids:
+        api.pages("user_events", profile, data_page([]))
+
+    result = read_events(ids=ids, state=state_with((at("10:00"), ids)), max_concurrency=4)
+
+    states = result.states()
+    read_now = [sum(watermark == "2026-11-21T11:55:00.000Z" for watermark in watermarks(state).values()) for state in states]
+    assert read_now[:16] == [30 * n for n in range(1, 17)]  # 480 / 16
+    assert all(len(watermarks(state)) == 480 for state in states)
+    sizes = [len(json.dumps(state)) for state in states]
+    assert sum(sizes) <= 20 * sizes[-1]
+
+
+def test_in_a_first_sync_checkpoints_space_out_as_the_state_grows(api, monkeypatch):
+    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 10)
+    api_clock(api)
+    ids = [f"user_id:u{n:04d}" for n in range(1000)]
+    for profile in ids:
+        api.pages("user_events", profile, data_page([]))
+
+    result = read_events(ids=ids, max_concurrency=4)
+
+    in_state = [len(watermarks(state)) for state in result.states()]
+    gaps = [after - before for before, after in zip([0] + in_state, in_state)]
+    # max(10, profiles in the state / 16): 10 at a time up to 160, then a 16th more each time.
+    assert gaps[:17] == [10] * 17
+    assert all(gap == max(10, before // 16) for before, gap in zip([0] + in_state, gaps[:-1]))
+    assert in_state[-1] == 1000
+    sizes = [len(json.dumps(state)) for state in result.states()]
+    assert sum(sizes) <= 20 * sizes[-1]
+
+
+def test_a_version_2_state_is_migrated_exactly(api):
+    api_clock(api)
+    api.pages("user_events", "user_id:u1", data_page([event("new", at("10:30")), event("old", at("08:00", day=18))]))
+    api.pages("user_events", "user_id:u2", data_page([event("u2-new", at("11:30")), event("u2-window", at("10:00"))]))
+
+    result = read_events(ids=["user_id:u1", "user_id:u2"], state=state_v2((at("10:00", day=19), ["user_id:u1"]), (at("11:00"), ["user_id:u2"])))
+
+    assert [instant(start) for start in starts(api, "user_id:u1")] == [instant(at("10:00", day=18))]
+    assert [instant(start) for start in starts(api, "user_id:u2")] == [instant(at("11:00", day=19))]
+    assert sorted(message_ids(result)) == ["new", "u2-new", "u2-window"]
+    assert result.states()[-1] == state_with((WATERMARK, ["user_id:u1", "user_id:u2"]))
