@@ -18,6 +18,7 @@ from airbyte_cdk.models import FailureType
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import ProfileApiError, ProfileNotFound, StateError, UnexpectedResponse
+from source_segment_profile.events_state import profile_state_key
 from source_segment_profile.pagination import ProfileCursorPaginator
 
 # Segment's docs: "list methods ... take at least two parameters: next and limit", limit 1..100.
@@ -104,7 +105,8 @@ class ReadProgress:
     """How far a stream got through its pages of ids: the earliest page not yet complete, and the
     profiles already complete from that page on. A checkpoint of it lets a resumed sync skip
     exactly the profiles read, though workers complete them out of order. It holds only the
-    pages in progress (a few, for a few dozen workers), never every id.
+    pages in progress (a few, for a few dozen workers), never every id. The checkpoint names the
+    profiles done by their state key (a digest), never their id: ids are often emails.
     """
 
     def __init__(self, resume_from: Optional[Mapping[str, Any]] = None):
@@ -118,16 +120,20 @@ class ReadProgress:
         done = resume_from.get("done", []) if isinstance(resume_from, Mapping) else None
         if not isinstance(position, str) or not isinstance(done, list):
             raise StateError(f"The reading position in the state is {resume_from!r}, not {{position, done}}. Reset the stream in Airbyte.")
-        self.resume_position, self._skip = position, frozenset(done)
+        # 0.2.0 wrote ids, not keys: both are skipped.
+        self.resume_position, self._skip = position, frozenset(map(str, done))
 
     def ids(self, pages: Iterable[IdPage]) -> Iterator[str]:
         """The ids of `pages` not read before an interruption, noting each page as it is handed out."""
         for page in pages:
-            wanted = [external_id for external_id in page.ids if external_id not in self._skip]
+            wanted = [external_id for external_id in page.ids if not self._skipped(external_id)]
             with self._lock:
                 self._pages.append(_PageInProgress(page.position, set(wanted), set(page.ids) - set(wanted)))
                 self._forget_complete_pages()
             yield from wanted
+
+    def _skipped(self, external_id: str) -> bool:
+        return bool(self._skip) and (profile_state_key(external_id) in self._skip or external_id in self._skip)
 
     def profile_done(self, external_id: str) -> None:
         with self._lock:
@@ -143,7 +149,8 @@ class ReadProgress:
         with self._lock:
             if not self._pages:
                 return None
-            return {"position": self._pages[0].position, "done": sorted(set().union(*(page.done for page in self._pages)))}
+            done = set().union(*(page.done for page in self._pages))
+            return {"position": self._pages[0].position, "done": sorted(map(profile_state_key, done))}
 
     def _forget_complete_pages(self) -> None:
         # Only the last page may be complete and still kept: it says where the next one starts.

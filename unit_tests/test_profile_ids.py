@@ -14,6 +14,7 @@ from airbyte_cdk.test.state_builder import StateBuilder
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConfigError, ids_segment_would_not_match, parse_config
 from source_segment_profile.errors import CredentialsRejected, StateError, TransientApiError, UnexpectedResponse
+from source_segment_profile.events_state import profile_state_key
 from source_segment_profile.profile_ids import IdPage, ListingUnavailable, ReadProgress, UserIds, UserListing
 from source_segment_profile.rate_budget import RateBudget
 from unit_tests.builders import ACCOUNT_STREAMS, ALL_STREAMS, SPACE_ID, Reply, config, cursor, traits_page
@@ -77,6 +78,11 @@ def segment_ids(count: int) -> list[str]:
 # --- ReadProgress ---------------------------------------------------------------------------
 
 
+def keys(*external_ids: str) -> list[str]:
+    """How a checkpoint names the profiles done: their digests, sorted."""
+    return sorted(map(profile_state_key, external_ids))
+
+
 def test_nothing_handed_out_means_no_checkpoint():
     assert ReadProgress().checkpoint() is None
 
@@ -89,13 +95,13 @@ def test_checkpoint_is_the_earliest_page_not_complete_with_the_ids_done_from_it_
     # Workers complete profiles out of order: later pages' ids count as done, the position stays.
     for done in ("c1", "b1", "a1"):
         progress.profile_done(done)
-    assert progress.checkpoint() == {"position": "listed:0", "done": ["a1", "b1", "c1"]}
+    assert progress.checkpoint() == {"position": "listed:0", "done": keys("a1", "b1", "c1")}
 
     progress.profile_done("a2")  # page listed:0 complete: its ids leave the checkpoint
-    assert progress.checkpoint() == {"position": "listed:2", "done": ["b1", "c1"]}
+    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b1", "c1")}
 
     progress.profile_done("b2")
-    assert progress.checkpoint() == {"position": "listed:4", "done": ["c1"]}
+    assert progress.checkpoint() == {"position": "listed:4", "done": keys("c1")}
 
 
 def test_a_complete_last_page_stays_the_position_until_the_next_page_is_handed_out():
@@ -106,26 +112,36 @@ def test_a_complete_last_page_stays_the_position_until_the_next_page_is_handed_o
     progress.profile_done("a1")
 
     # Resuming from here lists page listed:0 again and skips both: nothing is read twice.
-    assert progress.checkpoint() == {"position": "listed:0", "done": ["a1", "a2"]}
+    assert progress.checkpoint() == {"position": "listed:0", "done": keys("a1", "a2")}
 
     assert next(ids) == "b1"
-    assert progress.checkpoint() == {"position": "listed:2", "done": []}
+    assert progress.checkpoint() == {"position": "listed:2", "done": keys()}
 
 
 def test_resuming_skips_exactly_the_ids_done_and_keeps_them_done_in_the_next_checkpoint():
-    progress = ReadProgress({"position": "listed:2", "done": ["b2", "c1"]})
+    progress = ReadProgress({"position": "listed:2", "done": keys("b2", "c1")})
 
     assert progress.resume_position == "listed:2"
     assert list(progress.ids([page("listed:2", "b1", "b2", "b3"), page("listed:4", "c1", "c2")])) == ["b1", "b3", "c2"]
     progress.profile_done("b3")
-    assert progress.checkpoint() == {"position": "listed:2", "done": ["b2", "b3", "c1"]}
+    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b2", "b3", "c1")}
+
+
+def test_the_checkpoint_names_profiles_by_digest_not_by_id():
+    progress = ReadProgress()
+    list(progress.ids([page("configured:0", "email:jane.doe@example.com", "email:b@example.com")]))
+    progress.profile_done("email:jane.doe@example.com")
+
+    assert progress.checkpoint() == {"position": "configured:0", "done": [profile_state_key("email:jane.doe@example.com")]}
+    assert "jane" not in str(progress.checkpoint())
 
 
 def test_a_page_whose_ids_were_all_done_before_the_interruption_is_complete_at_once():
+    # As connector 0.2.0 wrote it: ids, not digests.
     progress = ReadProgress({"position": "listed:0", "done": ["a1", "a2", "b1"]})
 
     assert list(progress.ids([page("listed:0", "a1", "a2"), page("listed:2", "b1", "b2")])) == ["b2"]
-    assert progress.checkpoint() == {"position": "listed:2", "done": ["b1"]}
+    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b1")}
 
 
 @pytest.mark.parametrize("seed", range(8))
