@@ -1,4 +1,5 @@
-"""`make bench`: the request path at the real API's conditions (issues 13, 14 and 15).
+"""`make bench`: the request path at the real API's conditions (issues 13, 14 and 15), and the
+user_events state at a million profiles (issue 17).
 
     python -m benchmarks.run                      # every row (see --list)
     python -m benchmarks.run --only budget,rss    # some rows, or groups of rows
@@ -37,14 +38,28 @@ Issue 15, the cost of the late-events lookback:
                and 72 h: requests and records of sync 2, the re-emitted records (delivered by
                sync 1 already) and the difference from 10 min. No target. The emulator's default
                data (no --late-events): this row measures what the window costs, not what it catches.
+Issue 17, the user_events state at a million profiles:
+  state-10k, state-100k
+               10,000 or 100,000 users, 2 events each, all read from the listing (read_all_users,
+               no ids configured), user_events incremental, no latency nor limit: sync 1 from no
+               state, then the clock 1 h on and sync 2 from sync 1's state (every checkpoint then
+               carries every profile). Per sync: STATE messages, the final state's bytes and all
+               STATE bytes (each STATE line as written to stdout), peak RSS; the largest number of
+               profiles sync 2 completed between two STATE messages (what an interruption redoes);
+               each figure extrapolated linearly to 1,000,000 profiles (peak RSS from both rows).
+               Targets: all STATE bytes <= 20x the final state in both syncs; sync 1's events =
+               the ground truth; and, at 100,000, the final state (the larger of the two syncs')
+               x10 <= 8 MB (8,000,000 bytes). Group `state`: both rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import concurrent.futures
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -56,10 +71,14 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import numpy as np
 
 from integration_tests.connector_cli import STREAMS, configured_catalog, connector_command
 from segment_profile_emulator.testing import running_emulator
@@ -96,7 +115,8 @@ class OutputTally:
     nothing per record: it counts record lines with bytes.count over whole blocks (a message is one
     line, so a record starts right after a newline), keeps the first and last record line for their
     emitted_at, and decodes only STATE lines (one per stream every 200 profiles), keeping the last
-    of each stream. `output_file`, if given, receives the whole output.
+    of each stream and counting their messages and bytes. `output_file`, if given, receives the
+    whole output.
     """
 
     def __init__(self, output_file: Optional[Path] = None):
@@ -104,6 +124,11 @@ class OutputTally:
         self.first_record: Optional[bytes] = None
         self.last_record: Optional[bytes] = None
         self.last_states: dict[str, dict] = {}
+        # Per stream: STATE messages, the bytes of all their lines and of the last one, each line
+        # as the connector wrote it to stdout without its newline (what the platform receives).
+        self.state_messages: dict[str, int] = {}
+        self.state_line_bytes: dict[str, int] = {}
+        self.last_state_line_bytes: dict[str, int] = {}
         self.errors: list[str] = []  # the messages of TRACE errors, to say why a read failed
         self._sink = open(output_file, "wb") if output_file else None
         self._carry = b""
@@ -141,9 +166,14 @@ class OutputTally:
             self.last_record = _line_at(framed, framed.rfind(b"\n" + RECORD_LINE) + 1)
         at = framed.find(b"\n" + STATE_LINE)
         while at != -1:
-            state = json.loads(_line_at(framed, at + 1))["state"]
+            line = _line_at(framed, at + 1)
+            state = json.loads(line)["state"]
             if "stream" in state:
-                self.last_states[state["stream"]["stream_descriptor"]["name"]] = state
+                stream = state["stream"]["stream_descriptor"]["name"]
+                self.last_states[stream] = state
+                self.state_messages[stream] = self.state_messages.get(stream, 0) + 1
+                self.state_line_bytes[stream] = self.state_line_bytes.get(stream, 0) + len(line)
+                self.last_state_line_bytes[stream] = len(line)
             at = framed.find(b"\n" + STATE_LINE, at + 1)
         at = framed.find(b"\n" + TRACE_LINE)
         while at != -1:
@@ -172,6 +202,69 @@ def event_keys(output_file: Path) -> set[tuple[str, str]]:
                 if record["stream"] == "user_events":
                     keys.add((record["data"]["external_id"], record["data"]["messageId"]))
     return keys
+
+
+def event_digest(external_id: str, message_id: str) -> int:
+    """A user_events primary key as 64 bits: 8 bytes a key where a tuple of two strings takes ~200
+    (at 100,000 profiles the keys are compared by the hundred thousand)."""
+    return int.from_bytes(hashlib.blake2b(f"{external_id}\0{message_id}".encode(), digest_size=8).digest(), "big")
+
+
+def event_digests(output_file: Path) -> np.ndarray:
+    """The digests of the user_events records' primary keys in a saved output, one per record (a
+    record delivered twice is there twice), unsorted."""
+    digests = array("Q")
+    with open(output_file, "rb") as lines:
+        for line in lines:
+            if line.startswith(RECORD_LINE):
+                record = json.loads(line)["record"]
+                if record["stream"] == "user_events":
+                    digests.append(event_digest(record["data"]["external_id"], record["data"]["messageId"]))
+    return np.frombuffer(digests, dtype=np.uint64)
+
+
+USERS_ARRAY = '"users":['  # where the ground truth's users start (after its space_id, now and seed)
+
+
+def ground_truth_users(chunks: Iterable[bytes]) -> Iterator[dict]:
+    """The users of an emulator's ground truth one at a time, from its JSON text in pieces of any
+    size: at 100,000 users it is ~425 MB, which json.load would hold whole, and several times that
+    as Python objects. Each user is decoded once the text holds the whole of it."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    text, at, in_users = "", 0, False
+    for chunk in itertools.chain(chunks, [b""]):
+        finished = not chunk
+        text, at = text[at:] + utf8.decode(chunk, final=finished), 0
+        if not in_users:
+            start = text.find(USERS_ARRAY)
+            if start == -1:
+                continue
+            at, in_users = start + len(USERS_ARRAY), True
+        while True:
+            while at < len(text) and text[at] in ", \n\r\t":
+                at += 1
+            if text.startswith("]", at):
+                return
+            try:
+                user, at = decoder.raw_decode(text, at)
+            except json.JSONDecodeError:
+                break  # the user goes on in the next piece
+            yield user
+        if finished:
+            raise ValueError(f"the ground truth ends inside its users: {text[at : at + 80]!r}")
+    raise ValueError("the ground truth has no users")
+
+
+def ground_truth_event_digests(emulator: Any) -> np.ndarray:
+    """The digests of the user_events keys the emulator serves now (its ground truth, read as it
+    streams), each user named as read_all_users reads it: `segment_id:<id>`."""
+    digests = array("Q")
+    with urllib.request.urlopen(f"{emulator.url}/_emulator/ground-truth", timeout=600) as answer:
+        for user in ground_truth_users(iter(lambda: answer.read(READ_BLOCK), b"")):
+            external_id = f"segment_id:{user['segment_id']}"
+            digests.extend(event_digest(external_id, event.get("messageId") or event.get("message_id")) for event in user["events"])
+    return np.frombuffer(digests, dtype=np.uint64)
 
 
 class PeakRss:
@@ -215,7 +308,11 @@ class ConnectorRead:
     cpu_seconds: float  # the process's user + system time (wait4)
     peak_rss_mib: float
     states: dict[str, dict] = field(default_factory=dict)  # the last STATE message of each stream
-    state_bytes: dict[str, int] = field(default_factory=dict)
+    state_bytes: dict[str, int] = field(default_factory=dict)  # its stream_state, as compact JSON
+    # Per stream, STATE lines as written to stdout (OutputTally): how many, all their bytes, the last's.
+    state_messages: dict[str, int] = field(default_factory=dict)
+    state_line_bytes: dict[str, int] = field(default_factory=dict)
+    last_state_line_bytes: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {name: value for name, value in vars(self).items() if name != "states"}
@@ -252,6 +349,9 @@ def read(workdir: Path, config: dict, catalog: dict, state: Optional[list] = Non
         peak_rss_mib=peak_rss.mib(),
         states=tally.last_states,
         state_bytes={stream: tally.state_bytes(stream) for stream in tally.last_states},
+        state_messages=tally.state_messages,
+        state_line_bytes=tally.state_line_bytes,
+        last_state_line_bytes=tally.last_state_line_bytes,
     )
 
 
@@ -595,6 +695,209 @@ def lookback(args: argparse.Namespace) -> Row:
     )
 
 
+# Issue 17: the user_events state at a million profiles, measured at 10,000 and 100,000.
+MILLION = 1_000_000
+# Few events a user: one events page each, so that 100,000 profiles are read in minutes.
+STATE_ROW_EVENTS_PER_USER = 2
+# The issue's bounds: the final state, extrapolated from 100,000 profiles, at most 8 MB (decimal:
+# 8,000,000 bytes), and all STATE bytes of a sync at most 20x its final state.
+STATE_LIMIT_AT_A_MILLION = 8_000_000
+STATE_TRAFFIC_LIMIT = 20
+# The size whose final state is extrapolated against STATE_LIMIT_AT_A_MILLION (the issue's "measured at 100,000"),
+# and the smaller one, whose peak RSS the larger's is compared with.
+STATE_CHECKED_AT = 100_000
+STATE_SMALLER = 10_000
+# The listing's page (Segment's limit for list methods): one request per this many users listed.
+LISTING_PAGE = 100
+
+
+@dataclass
+class StateSync:
+    """One sync's user_events state traffic, from its STATE lines as written to stdout."""
+
+    read: ConnectorRead
+    stats: dict  # the emulator's, for this sync only
+
+    @property
+    def messages(self) -> int:
+        return self.read.state_messages.get("user_events", 0)
+
+    @property
+    def final_bytes(self) -> int:
+        return self.read.last_state_line_bytes.get("user_events", 0)
+
+    @property
+    def all_bytes(self) -> int:
+        return self.read.state_line_bytes.get("user_events", 0)
+
+    @property
+    def traffic_ratio(self) -> float:
+        return share(self.all_bytes, self.final_bytes)
+
+    def summary(self) -> str:
+        return (
+            f"{self.messages:,} STATE messages, final {self.final_bytes / 1e6:,.3f} MB ({self.read.state_bytes.get('user_events', 0) / 1e6:,.3f} MB of stream_state), "
+            f"all {self.all_bytes / 1e6:,.1f} MB, peak RSS {self.read.peak_rss_mib:.0f} MiB, {self.read.wall_seconds:.1f} s, "
+            f"{self.read.records:,} records, {self.stats['requests_total']:,} requests"
+        )
+
+    def as_json(self) -> dict:
+        figures = {"messages": self.messages, "final_bytes": self.final_bytes, "all_bytes": self.all_bytes, "traffic_ratio": self.traffic_ratio}
+        return {**figures, "stats": self.stats, "connector": self.read.as_json()}
+
+
+def profiles_at_each_state(output_file: Path, watermark: datetime) -> list[int]:
+    """For each user_events STATE message of a saved output, in order: how many profiles it says
+    were read through `watermark` (the sync's own), i.e. completed by the sync so far."""
+    # Imported here, from the checkout: the one decoder of every state version (events_state.py
+    # keeps it working across format changes), and the other rows need none of the connector.
+    from source_segment_profile.events_state import profiles_read_through
+
+    counts = []
+    with open(output_file, "rb") as lines:
+        for line in lines:
+            if line.startswith(STATE_LINE):
+                stream = json.loads(line)["state"].get("stream")
+                if stream and stream["stream_descriptor"]["name"] == "user_events":
+                    read_through = profiles_read_through(stream["stream_state"])
+                    counts.append(sum(1 for each in read_through.values() if each == watermark))
+    return counts
+
+
+def newest_watermark(read: ConnectorRead) -> datetime:
+    """The latest watermark of a read's final user_events state: the sync's own."""
+    from source_segment_profile.events_state import profiles_read_through  # see profiles_at_each_state
+
+    return max(profiles_read_through(read.states["user_events"]["stream"]["stream_state"]).values())
+
+
+def state_at(users: int) -> Callable[[argparse.Namespace], Row]:
+    """Rows 12-13: the user_events state of a space whose users all come from the listing, extrapolated to a million."""
+
+    def row(args: argparse.Namespace) -> Row:
+        scale = MILLION / users
+        catalog = configured_catalog(("user_events",), incremental=True)
+        emulator_options = {"users": users, "accounts": 1, "events_per_user": STATE_ROW_EVENTS_PER_USER, "rate_limit": 0}
+        with running_emulator(**emulator_options) as emulator, tempfile.TemporaryDirectory() as directory:
+            workdir = Path(directory)
+            # Every user from the list method: how a space of a million profiles is configured.
+            config = connector_config(emulator, {"users": [], "accounts": emulator.lookup_ids()["accounts"]}, read_all_users=True, requests_per_second=UNPACED_BUDGET)
+            emulator.reset_stats()
+            first = StateSync(read(workdir, config, catalog, output_file=workdir / "sync1.jsonl"), emulator.stats())
+            # Exactly once: what sync 1 delivered against what the emulator serves at its clock.
+            comparing = time.monotonic()
+            delivered = event_digests(workdir / "sync1.jsonl")
+            (workdir / "sync1.jsonl").unlink()
+            truth = np.unique(ground_truth_event_digests(emulator))
+            distinct = np.unique(delivered)
+            missing, unexpected = len(np.setdiff1d(truth, distinct)), len(np.setdiff1d(distinct, truth))
+            twice = len(delivered) - len(distinct)
+            comparing = time.monotonic() - comparing
+            # Sync 2 starts from sync 1's final state, so that every checkpoint carries every profile.
+            emulator.advance_clock(3600)
+            emulator.reset_stats()
+            second = StateSync(read(workdir, config, catalog, state=[first.read.states["user_events"]], output_file=workdir / "sync2.jsonl"), emulator.stats())
+            decoding = time.monotonic()
+            completed = profiles_at_each_state(workdir / "sync2.jsonl", newest_watermark(second.read))
+            decoding = time.monotonic() - decoding
+        # From the sync's start (0 completed) to its first STATE message is a gap too.
+        redo_gap = int(max(np.diff([0, *completed]), default=0))
+        redo_requests_at_a_million = redo_gap * scale * (1 + 1 / LISTING_PAGE)
+        redo_minutes_at_a_million = redo_requests_at_a_million / SEGMENT_LIMIT / 60
+        final_bytes = max(first.final_bytes, second.final_bytes)
+        final_at_a_million = final_bytes * scale
+        peak_rss = max(first.read.peak_rss_mib, second.read.peak_rss_mib)
+
+        checks = []
+        if users == STATE_CHECKED_AT:
+            checks.append(
+                Check(
+                    f"final state x{scale:g} (extrapolated to {MILLION:,} profiles)",
+                    f"**{final_at_a_million / 1e6:,.2f} MB** ({final_at_a_million:,.0f} bytes)",
+                    f"<= {STATE_LIMIT_AT_A_MILLION / 1e6:g} MB ({STATE_LIMIT_AT_A_MILLION:,} bytes)",
+                    final_at_a_million <= STATE_LIMIT_AT_A_MILLION,
+                )
+            )
+        for name, each in (("sync 1", first), ("sync 2", second)):
+            checks.append(
+                Check(
+                    f"{name} all STATE bytes / final state",
+                    f"{each.all_bytes:,} / {each.final_bytes:,} = **{each.traffic_ratio:,.1f}x**",
+                    f"<= {STATE_TRAFFIC_LIMIT}x",
+                    each.traffic_ratio <= STATE_TRAFFIC_LIMIT,
+                )
+            )
+        checks.append(
+            Check(
+                "sync 1 events vs ground truth",
+                f"**{missing:,} missing, {unexpected:,} not in it** of {len(truth):,} ({twice:,} delivered twice)",
+                "0 missing, 0 extra",
+                missing == 0 and unexpected == 0,
+            )
+        )
+
+        # Peak RSS at a million: from the 10,000 row's peak, if it ran before in this run.
+        smaller = args.measured.get("state-10k") if users > STATE_SMALLER else None
+        rss_at_a_million = "; peak RSS at a million: needs state-10k in the same run" if users > STATE_SMALLER else ""
+        rss_figures: dict = {}
+        if smaller:
+            smaller_rss, smaller_users = smaller["peak_rss_mib"], smaller["users"]
+            ratio = peak_rss / smaller_rss
+            per_profile = (peak_rss - smaller_rss) / (users - smaller_users)
+            linear = peak_rss + per_profile * (MILLION - users)
+            geometric = peak_rss * ratio ** math.log(scale, users / smaller_users)
+            rss_at_a_million = (
+                f"; peak RSS {smaller_rss:.0f} MiB at {smaller_users:,} -> {peak_rss:.0f} MiB at {users:,} = {ratio:.2f}x, "
+                f"extrapolated to {MILLION:,}: {geometric:,.0f} MiB at the same ratio, {linear:,.0f} MiB at the same cost per profile"
+            )
+            rss_figures = {"rss_ratio": ratio, "rss_at_a_million_same_ratio_mib": geometric, "rss_at_a_million_same_cost_per_profile_mib": linear}
+
+        details = (
+            f"STATE bytes are those of the STATE lines as written to stdout, without the newline (\"of stream_state\": the state alone, as compact JSON); "
+            f"sync 1: {first.summary()}; sync 2: {second.summary()}; "
+            f"sync 2's largest gap between STATE messages: **{redo_gap:,} profiles** of {users:,} ({len(completed)} STATE messages decoded in {decoding:.0f} s); "
+            f"extrapolated to {MILLION:,} profiles (x{scale:g}, linear): final state {final_at_a_million / 1e6:,.1f} MB, "
+            f"all STATE bytes {first.all_bytes * scale / 1e9:,.2f} GB (sync 1) and {second.all_bytes * scale / 1e9:,.2f} GB (sync 2), "
+            f"redo gap {redo_gap * scale:,.0f} profiles (if a pass keeps as many checkpoints) = {redo_minutes_at_a_million:,.1f} min at {SEGMENT_LIMIT} requests/s "
+            f"(a request a profile, one a {LISTING_PAGE} listed)"
+            f"{rss_at_a_million}"
+        )
+        says = [
+            f"At {users:,} profiles the final user_events state was {final_bytes / 1e6:,.3f} MB: {final_at_a_million / 1e6:,.1f} MB extrapolated to {MILLION:,}.",
+            f"All STATE bytes were {first.traffic_ratio:,.1f}x the final state in sync 1 and {second.traffic_ratio:,.1f}x in sync 2 ({STATE_TRAFFIC_LIMIT}x at most).",
+            f"An interruption of sync 2 would redo up to {redo_gap:,} profiles: {redo_minutes_at_a_million:,.1f} min at {SEGMENT_LIMIT} requests/s extrapolated to {MILLION:,}.",
+        ]
+        return Row(
+            f"user_events state: {users:,} users from the listing (read_all_users, {STATE_ROW_EVENTS_PER_USER} events each), 1 account, no latency nor limit; "
+            f"sync 1 from no state, sync 2 from its state with the clock 1 h on",
+            checks,
+            details,
+            says,
+            {
+                "users": users,
+                "sync1": first.as_json(),
+                "sync2": second.as_json(),
+                "events": {"truth": len(truth), "delivered": len(delivered), "missing": missing, "unexpected": unexpected, "delivered_twice": twice},
+                "sync2_profiles_at_each_state": completed,
+                "redo_gap_profiles": redo_gap,
+                "ground_truth_comparison_seconds": comparing,
+                "state_decoding_seconds": decoding,
+                "peak_rss_mib": peak_rss,
+                "extrapolated_to_a_million": {
+                    "final_state_bytes": final_at_a_million,
+                    "sync1_all_state_bytes": first.all_bytes * scale,
+                    "sync2_all_state_bytes": second.all_bytes * scale,
+                    "redo_gap_profiles": redo_gap * scale,
+                    "redo_gap_minutes": redo_minutes_at_a_million,
+                    **rss_figures,
+                },
+            },
+        )
+
+    row.__doc__ = state_at.__doc__
+    return row
+
+
 ROWS: dict[str, tuple[str, Callable[[argparse.Namespace], Row]]] = {
     "budget": ("13", budget_use),
     "heavy-pages": ("13", heavy_pages),
@@ -608,13 +911,17 @@ ROWS: dict[str, tuple[str, Callable[[argparse.Namespace], Row]]] = {
     "limit20-seconds": ("14", contended(20, "seconds")),
     "limit-drop": ("14", limit_drop),
     "lookback": ("15", lookback),
+    "state-10k": ("17", state_at(STATE_SMALLER)),
+    "state-100k": ("17", state_at(STATE_CHECKED_AT)),
 }
 GROUPS = {
     "issue13": [name for name, (issue, _) in ROWS.items() if issue == "13"],
     "issue14": [name for name, (issue, _) in ROWS.items() if issue == "14"],
     "issue15": [name for name, (issue, _) in ROWS.items() if issue == "15"],
+    "issue17": [name for name, (issue, _) in ROWS.items() if issue == "17"],
     "rss": ["rss-scale", "rss-heavy"],
     "contention": ["limit50-none", "limit50-seconds", "limit20-none", "limit20-seconds", "limit-drop"],
+    "state": ["state-10k", "state-100k"],
 }
 
 

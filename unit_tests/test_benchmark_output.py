@@ -6,7 +6,19 @@ import json
 
 import pytest
 
-from benchmarks.run import GROUPS, ROWS, OutputTally, batches, code_lines, emitted_at, event_keys, selected_rows
+from benchmarks.run import (
+    GROUPS,
+    ROWS,
+    OutputTally,
+    batches,
+    code_lines,
+    emitted_at,
+    event_digest,
+    event_digests,
+    event_keys,
+    ground_truth_users,
+    selected_rows,
+)
 
 
 def compact(message: dict) -> bytes:
@@ -62,6 +74,11 @@ def test_counts_records_and_keeps_first_last_states_and_errors_whatever_the_bloc
     assert tally.last_states["user_traits"]["stream"]["stream_state"] == {"checkpoint": 1}
     assert tally.state_bytes("user_events") == len(json.dumps(LAST_EVENTS_STATE, separators=(",", ":")))
     assert tally.state_bytes("user_metadata") == 0
+    # STATE lines as written, without their newline: both of user_events, and the last alone.
+    events_lines = [state_line("user_events", FIRST_EVENTS_STATE), state_line("user_events", LAST_EVENTS_STATE)]
+    assert tally.state_messages == {"user_events": 2, "user_traits": 1}
+    assert tally.state_line_bytes["user_events"] == sum(map(len, events_lines))
+    assert tally.last_state_line_bytes["user_events"] == len(events_lines[-1])
     assert tally.errors == ["Segment answered 401"]
     assert (tmp_path / "output.jsonl").read_bytes() == OUTPUT
 
@@ -97,6 +114,31 @@ def test_event_keys_are_the_user_events_primary_keys_of_saved_output(tmp_path):
         + b"\n"
     )
     assert event_keys(output) == {("user_id:a", "m1"), ("user_id:a", "m2"), ("user_id:b", "m1")}
+    # The digests keep one per record: the duplicate is there twice.
+    assert sorted(event_digests(output).tolist()) == sorted(event_digest(*key) for key in [("user_id:a", "m1"), ("user_id:a", "m2"), ("user_id:b", "m1"), ("user_id:a", "m1")])
+
+
+GROUND_TRUTH_USERS = [
+    {"segment_id": "use_1", "traits": {"name": "Zoë ]}"}, "events": [{"messageId": "m1"}, {"message_id": "m2"}]},
+    {"segment_id": "use_2", "traits": {}, "events": []},
+]
+GROUND_TRUTH = json.dumps(
+    {"space_id": "spa_demo", "now": "2026-12-02T00:00:00.000Z", "users": GROUND_TRUTH_USERS, "accounts": [{"segment_id": "acc_1"}]},
+    ensure_ascii=False,
+    separators=(",", ":"),
+).encode()
+
+
+@pytest.mark.parametrize("piece_size", [1, 5, 64, len(GROUND_TRUTH)])
+def test_ground_truth_users_come_one_at_a_time_whatever_the_pieces(piece_size):
+    # Pieces of one byte split the two-byte "ë" and every user between its braces.
+    pieces = (GROUND_TRUTH[start : start + piece_size] for start in range(0, len(GROUND_TRUTH), piece_size))
+    assert list(ground_truth_users(pieces)) == GROUND_TRUTH_USERS
+
+
+def test_ground_truth_cut_inside_its_users_is_an_error():
+    with pytest.raises(ValueError, match="ends inside its users"):
+        list(ground_truth_users([GROUND_TRUTH[:100]]))
 
 
 def test_code_lines_leave_out_blank_and_comment_only_lines_but_count_docstrings():
