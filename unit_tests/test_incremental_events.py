@@ -17,7 +17,8 @@ import pytest
 from airbyte_cdk.models import FailureType, SyncMode, Type
 
 from source_segment_profile import key_sets, streams
-from source_segment_profile.events_state import format_timestamp, profile_key, profile_state_key, profiles_read_through
+from source_segment_profile import events_state as events_state_module
+from source_segment_profile.events_state import EventsState, format_timestamp, profile_key, profile_state_key, profiles_read_through
 from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
 
@@ -547,3 +548,21 @@ def test_a_version_2_state_is_migrated_exactly(api):
     assert [instant(start) for start in starts(api, "user_id:u2")] == [instant(at("11:00", day=19))]
     assert sorted(message_ids(result)) == ["new", "u2-new", "u2-window"]
     assert result.states()[-1] == state_with((WATERMARK, ["user_id:u1", "user_id:u2"]))
+
+
+def test_a_version_1_state_with_a_watermark_per_profile_is_written_back_in_a_few_entries_that_only_lower_watermarks():
+    """Migrated v1 cursors are each profile's own instant: written as they are, that would be an
+    entry per profile. Past MAX_WATERMARK_GROUPS, each is lowered to the earliest of its bucket."""
+    now = instant("2026-11-21T00:00:00Z")
+    cursors = {f"user_id:u{n:03d}": instant("2026-11-20T00:00:00Z") + timedelta(minutes=7 * n) for n in range(200)}
+    v1 = {"state_version": 1, "profiles": {v1_key(profile): format_timestamp(cursor) for profile, cursor in cursors.items()}}
+
+    migrated = EventsState.from_message(v1, (), now)
+    written = migrated.message()
+
+    assert all(migrated.read_through(profile) == cursor for profile, cursor in cursors.items())  # exact while reading
+    assert len(written["read_through"]) == events_state_module.MAX_WATERMARK_GROUPS
+    back = profiles_read_through(written)
+    assert set(back) == {key(profile) for profile in cursors}
+    assert all(back[key(profile)] <= cursor for profile, cursor in cursors.items())
+    assert max(cursor - back[key(profile)] for profile, cursor in cursors.items()) < timedelta(minutes=7 * 7)
