@@ -60,7 +60,7 @@ def load_schema(stream_name: str) -> Mapping[str, Any]:
 class ProfileStream(HttpStream, ABC):
     """Reads one resource for every configured profile id, concurrently, paced by the shared budget.
 
-    Slices are checkpoints: each ends once CHECKPOINT_EVERY_PROFILES more profiles are complete,
+    Slices are checkpoints: each ends once `profiles_per_checkpoint()` more profiles are complete,
     and the CDK emits state after it. One ProfileReader runs across the slices, so that workers
     never idle at their boundaries.
     """
@@ -448,6 +448,8 @@ class UserEvents(DataListStream):
         return key_sets.sorted_keys([profile_key(external_id) for external_id in self._profiles.configured])
 
     def profiles_per_checkpoint(self) -> int:
+        """A 16th of the profiles the last checkpoint named (at least CHECKPOINT_EVERY_PROFILES):
+        each checkpoint names them all, so a pass writes about 17 states as large as its last."""
         profiles_in_state = sum(entry["profile_count"] for entry in self._state_message["read_through"])
         return max(CHECKPOINT_EVERY_PROFILES, profiles_in_state // USER_EVENTS_CHECKPOINTS_PER_PASS)
 
