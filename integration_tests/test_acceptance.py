@@ -31,7 +31,8 @@ from integration_tests.generate_expected_records import FAR_FUTURE, render_files
 from integration_tests.ground_truth import as_multiset
 from source_segment_profile import SourceSegmentProfile
 from source_segment_profile.config import parse_timestamp
-from source_segment_profile.events_state import profile_state_key, profiles_read_through
+from source_segment_profile.events_state import profiles_read_through
+from source_segment_profile.masking import profile_state_key
 
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks", "integration_tests.acceptance"]
 

@@ -22,7 +22,6 @@ version 1 (a newest-event timestamp per 20-hex key) are migrated.
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -33,36 +32,20 @@ import numpy as np
 from source_segment_profile import key_sets
 from source_segment_profile.config import parse_timestamp
 from source_segment_profile.errors import StateError
-from source_segment_profile.masking import mask_external_id
+from source_segment_profile.masking import KEY_HEX_DIGITS, key_as_hex, mask_external_id, profile_key
 
 STATE_VERSION = 3
 # The API's Date header has whole seconds and is written once the first answer is ready; other
 # requests of the sync may have been served a little before it. Five minutes covers that, and
 # any drift between the clock that writes Date and the one that files arriving events.
 SKEW_MARGIN = timedelta(minutes=5)
-# Keys are the first 64 bits of the id's SHA-256 (version 1 kept 80 bits, version 2 the same 64).
-KEY_HEX_DIGITS = 16
+# Keys are masking.profile_key's 64 bits (version 1 kept 80 bits of the same digest as hex, version 2 64).
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # A state migrated from version 1 has a watermark per profile. Written as is, that would be an
 # entry per profile; beyond this many, watermarks are lowered to the earliest of their bucket
 # (an earlier watermark only re-reads events, it never skips one).
 MAX_WATERMARK_GROUPS = 32
 RESET_HINT = "Reset the user_events stream in Airbyte (its next sync reads every event the API still keeps)."
-
-
-def profile_key(external_id: str) -> int:
-    """A profile's key in the state: a digest of its id, not the id itself.
-
-    Ids are often emails; the state is stored by the platform and the CDK logs every incoming
-    state in full, so the state holds no id in clear. 64 bits: among a million profiles, the
-    chance that two share a key is 3 in 100 million.
-    """
-    return int.from_bytes(hashlib.sha256(external_id.encode("utf-8")).digest()[:8], "big")
-
-
-def profile_state_key(external_id: str) -> str:
-    """The key as 16 hex digits: how `profiles_read_through` names a profile."""
-    return f"{profile_key(external_id):0{KEY_HEX_DIGITS}x}"
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -163,7 +146,7 @@ class EventsState:
 
     def known_profiles(self) -> dict[str, datetime]:
         """Profile key (16 hex digits) -> watermark, for every profile the state came with."""
-        return {f"{int(key):0{KEY_HEX_DIGITS}x}": self._watermarks[index] for key, index in zip(self._keys, self._watermark_indexes)}
+        return {key_as_hex(int(key)): self._watermarks[index] for key, index in zip(self._keys, self._watermark_indexes)}
 
     def seen_this_pass(self) -> np.ndarray:
         """Keys of the profiles read in this pass: by this attempt, or by an interrupted attempt it resumes."""
@@ -220,7 +203,7 @@ def state_reading_through(read_through: Mapping[str, datetime]) -> dict[str, Any
 
 
 def profiles_read_through(stream_state: Mapping[str, Any]) -> dict[str, datetime]:
-    """Profile key (`profile_state_key`) -> the watermark a user_events state says it was read
+    """Profile key (`masking.profile_state_key`) -> the watermark a user_events state says it was read
     through: the state decoded, for tests, benchmarks and whoever inspects a stored state."""
     return EventsState.from_message(stream_state, (), datetime.now(timezone.utc)).known_profiles()
 
@@ -240,11 +223,11 @@ def _v2_keys(entry: Any, where: str) -> np.ndarray:
 
 
 def _v3_keys(entry: Any, where: str) -> np.ndarray:
-    count = entry.get("profile_count") if isinstance(entry, Mapping) else None
-    if not isinstance(entry.get("profile_keys") if isinstance(entry, Mapping) else None, str) or type(count) is not int or count < 0:
+    count, text = (entry.get("profile_count"), entry.get("profile_keys")) if isinstance(entry, Mapping) else (None, None)
+    if not isinstance(text, str) or type(count) is not int or count < 0:
         raise StateError(f"The user_events state's {where} is not {{watermark, profile_count, profile_keys}}. {RESET_HINT}")
     try:
-        return key_sets.decode(entry["profile_keys"], entry["profile_count"])
+        return key_sets.decode(text, count)
     except key_sets.KeySetError as error:
         raise StateError(f"The user_events state's {where}.profile_keys cannot be read ({error}). {RESET_HINT}") from None
 

@@ -18,7 +18,7 @@ from airbyte_cdk.models import FailureType
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import ProfileApiError, ProfileNotFound, StateError, UnexpectedResponse
-from source_segment_profile.events_state import profile_state_key
+from source_segment_profile.masking import profile_state_key
 from source_segment_profile.pagination import ProfileCursorPaginator
 
 # Segment's docs: "list methods ... take at least two parameters: next and limit", limit 1..100.

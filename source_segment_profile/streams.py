@@ -23,8 +23,8 @@ from source_segment_profile.api_client import ApiPage, ProfileApiClient, decoded
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
 from source_segment_profile.errors import ProfileNotFound
 from source_segment_profile import key_sets
-from source_segment_profile.events_state import EventsState, format_timestamp, profile_key, watermark_from_server_date
-from source_segment_profile.masking import mask_external_id
+from source_segment_profile.events_state import EventsState, format_timestamp, watermark_from_server_date
+from source_segment_profile.masking import mask_external_id, profile_key
 from source_segment_profile.pagination import ProfileCursorPaginator
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
 from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadingStopped, ReadItem, RecordsRead

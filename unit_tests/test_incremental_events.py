@@ -18,7 +18,8 @@ from airbyte_cdk.models import FailureType, SyncMode, Type
 
 from source_segment_profile import key_sets, streams
 from source_segment_profile import events_state as events_state_module
-from source_segment_profile.events_state import EventsState, format_timestamp, profile_key, profile_state_key, profiles_read_through
+from source_segment_profile.events_state import EventsState, format_timestamp, profiles_read_through
+from source_segment_profile.masking import profile_key, profile_state_key
 from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
 

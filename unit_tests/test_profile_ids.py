@@ -14,7 +14,7 @@ from airbyte_cdk.test.state_builder import StateBuilder
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConfigError, ids_segment_would_not_match, parse_config
 from source_segment_profile.errors import CredentialsRejected, StateError, TransientApiError, UnexpectedResponse
-from source_segment_profile.events_state import profile_state_key
+from source_segment_profile.masking import profile_state_key
 from source_segment_profile.profile_ids import IdPage, ListingUnavailable, ReadProgress, UserIds, UserListing
 from source_segment_profile.rate_budget import RateBudget
 from unit_tests.builders import ACCOUNT_STREAMS, ALL_STREAMS, SPACE_ID, Reply, config, cursor, traits_page
