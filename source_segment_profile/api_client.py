@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import email.utils
 import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import (
@@ -31,13 +32,14 @@ from source_segment_profile.errors import (
     ProfileNotFound,
     RateLimitExhausted,
     TransientApiError,
+    TransportMisconfigured,
     UnexpectedResponse,
     body_excerpt,
     describe_request,
 )
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.profile_reader import ReadingStopped
-from source_segment_profile.rate_budget import RateBudget
+from source_segment_profile.rate_budget import RateBudget, wait_unless_stopped
 
 # orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
 # traits hold such numbers. Those have 20+ digits, or 19 after a minus sign. The body's digits are
@@ -138,7 +140,7 @@ class ProfileApiClient:
         self,
         config: ConnectorConfig,
         budget: RateBudget,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float, Optional[threading.Event]], None] = wait_unless_stopped,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._config = config
@@ -169,19 +171,21 @@ class ProfileApiClient:
         rate_limited_since: Optional[float] = None
         rate_limit_attempts = 0
         while True:
-            if stopping is not None and stopping.is_set():
-                raise ReadingStopped()
             query = dict(params)
             if page_size_cap:
                 query["limit"] = self.page_sizes.limit(endpoint, page_size_cap)
-            sent_at = self.budget.acquire()
+            sent_at = self.budget.acquire(stopping)
+            if stopping is not None and stopping.is_set():
+                raise ReadingStopped()  # the stream failed or its reader left while this request waited
             self.counters.add(endpoint, "requests")
             try:
                 response = self._session.get(url, params=query, timeout=self._timeouts, allow_redirects=False)
                 body = response.content  # the whole body, gunzipped; a cut-short body raises here
             except requests.RequestException as error:
-                failure, request_id = f"{type(error).__name__}: {error}", None
-                self._log_request(url, external_id, f"failed ({type(error).__name__})", sent_at, None)
+                # requests' own message quotes the URL, and the URL holds the profile id: only
+                # the failure's kind and reason go further.
+                failure, request_id = self._transport_failure(error, endpoint, external_id), None
+                self._log_request(url, external_id, f"failed ({failure})", sent_at, None)
             else:
                 request_id = response.headers.get("request-id")
                 status = response.status_code
@@ -192,23 +196,16 @@ class ProfileApiClient:
                     rate_limit_attempts += 1
                     self.counters.add(endpoint, "rate_limited")
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    self.budget.throttled(sent_at, retry_after)
                     # Beyond the shared pause and cut, a request refused again and again backs off
                     # on its own: the space may have less left than the budget's floor.
                     own_wait = 0.0
-                    if not retry_after and rate_limit_attempts > 1:
+                    if retry_after is None and rate_limit_attempts > 1:
                         own_wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, rate_limit_attempts - 1, RATE_LIMIT_MAX_BACKOFF_SECONDS)
-                    waited = now - rate_limited_since
-                    if waited + (retry_after or own_wait) > self._config.rate_limit_max_wait_seconds:
-                        raise RateLimitExhausted(
-                            f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, "
-                            f"shared with every other caller) kept answering 429 for {waited:.0f} s on "
-                            f"{describe_request(endpoint, external_id, request_id)}, which would pass "
-                            "'rate_limit_max_wait_minutes'. Lower 'requests_per_second', sync when the "
-                            "space is less busy, or raise the maximum wait."
-                        )
+                    # Checked before anything waits: a wait that would end past the maximum fails now.
+                    self._fail_if_waiting_too_long(now - rate_limited_since, retry_after, own_wait, endpoint, external_id, request_id)
+                    self.budget.throttled(sent_at, retry_after)
                     if own_wait:
-                        self._sleep(own_wait)
+                        self._sleep(own_wait, stopping)
                     continue
                 self.budget.accepted()
                 if 200 <= status < 300:
@@ -237,7 +234,7 @@ class ProfileApiClient:
             failed_attempts += 1
             if failed_attempts > self._config.max_retries:
                 raise TransientApiError(
-                    f"{describe_request(endpoint, external_id, request_id)} failed {failed_attempts} times, "
+                    f"{describe_request(endpoint, external_id, request_id)} at {self._config.host} failed {failed_attempts} times, "
                     f"last with {failure}. The Profile API or the network is unstable; the sync can be retried, "
                     "and if this persists, report it to Segment support with the Request-Id."
                 )
@@ -246,7 +243,39 @@ class ProfileApiClient:
                 f"Retrying {describe_request(endpoint, external_id, request_id)} after {failure} "
                 f"(attempt {failed_attempts} of {self._config.max_retries})."
             )
-            self._sleep(exponential_backoff(RETRY_BASE_SECONDS, failed_attempts, RETRY_MAX_SECONDS))
+            self._sleep(exponential_backoff(RETRY_BASE_SECONDS, failed_attempts, RETRY_MAX_SECONDS), stopping)
+            if stopping is not None and stopping.is_set():
+                raise ReadingStopped()
+
+    def _fail_if_waiting_too_long(
+        self, waited: float, retry_after: Optional[float], own_wait: float, endpoint: str, external_id: str, request_id: Optional[str]
+    ) -> None:
+        """Raises RateLimitExhausted when the next wait would end past 'rate_limit_max_wait_minutes'."""
+        max_wait = self._config.rate_limit_max_wait_seconds
+        told = f"Retry-After {retry_after:.0f} s" if retry_after is not None and retry_after > max_wait else None
+        if waited + (retry_after if retry_after is not None else own_wait) <= max_wait:
+            return
+        what = (
+            f"asked to wait {told}, more than 'rate_limit_max_wait_minutes' allows ({max_wait:.0f} s)"
+            if told
+            else f"kept answering 429 for {waited:.0f} s, and the next wait would pass 'rate_limit_max_wait_minutes' ({max_wait:.0f} s)"
+        )
+        raise RateLimitExhausted(
+            f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, shared with every "
+            f"other caller) {what} on {describe_request(endpoint, external_id, request_id)}. Lower 'requests_per_second', "
+            "sync when the space is less busy, or raise the maximum wait."
+        )
+
+    def _transport_failure(self, error: requests.RequestException, endpoint: str, external_id: str) -> str:
+        """The failure in words that hold no URL; raises TransportMisconfigured for what no retry fixes."""
+        reason, misconfigured = transport_failure_reason(error, self._config.request_timeout_seconds)
+        if misconfigured:
+            raise TransportMisconfigured(
+                f"Could not connect to the Profile API at {self._config.host} for {describe_request(endpoint, external_id, None)}: "
+                f"{reason}. This is a configuration problem, not retried: check 'api_base_url' and 'region', and the "
+                "proxy and CA settings of the machine that runs the connector (HTTPS_PROXY, REQUESTS_CA_BUNDLE)."
+            ) from None  # requests' exception, chained, would print the URL and so the id
+        return reason
 
     @property
     def _timeouts(self) -> tuple[float, float]:
@@ -349,20 +378,65 @@ def basic_auth_header(access_token: str) -> str:
 
 
 def retry_after_seconds(header: Optional[str]) -> Optional[float]:
-    """A Retry-After header in seconds or as an HTTP date; None when absent, unreadable or past."""
+    """A Retry-After header (seconds or an HTTP date) in seconds, by urllib3's parser; None when
+    absent or unreadable (`1e9`, `inf`: a 429 without a usable Retry-After). A value however large
+    is returned as it is: the caller compares it with the maximum wait before waiting at all."""
     if not header:
         return None
     try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            until = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            return None
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=timezone.utc)
-        seconds = (until - datetime.now(timezone.utc)).total_seconds()
-    return seconds if seconds > 0 else None
+        seconds = Retry().parse_retry_after(header)
+    except InvalidHeader:
+        return None
+    return float(seconds) if seconds > 0 else None
+
+
+def transport_failure_reason(error: requests.RequestException, timeout_seconds: float) -> tuple[str, bool]:
+    """(what failed on the wire, in words that hold no URL; whether it is a configuration problem).
+
+    TLS, proxy and URL errors are configuration problems that no retry fixes; refused or reset
+    connections, cut-short answers and timeouts are the network's weather, and are retried.
+    """
+    cause = root_cause(error)
+    if isinstance(error, requests.exceptions.SSLError):
+        detail = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or type(cause).__name__
+        return f"the TLS handshake failed ({detail})", True
+    if isinstance(error, requests.exceptions.ProxyError):
+        return f"the proxy failed ({type(cause).__name__}: {getattr(cause, 'strerror', None) or 'no reason given'})", True
+    if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)):
+        return f"the URL is not one requests can send ({type(error).__name__})", True
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return "no connection within the connect timeout", False
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        return f"no answer within 'request_timeout_seconds' ({timeout_seconds:g} s)", False
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused", False
+    if isinstance(cause, ConnectionResetError):
+        return "connection reset", False
+    if isinstance(cause, socket.gaierror):
+        return f"the host name did not resolve ({cause.strerror})", False
+    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return f"the answer was cut short ({type(cause).__name__})", False
+    return f"{type(error).__name__} ({type(cause).__name__})", False
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception under requests' and urllib3's wrappers (MaxRetryError.reason,
+    ProtocolError's last argument, __cause__/__context__)."""
+    seen: set[int] = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        reason = getattr(error, "reason", None)
+        inner = (
+            reason
+            if isinstance(reason, BaseException)
+            else error.args[-1]
+            if error.args and isinstance(error.args[-1], BaseException)
+            else error.__cause__ or error.__context__
+        )
+        if inner is None:
+            break
+        error = inner
+    return error
 
 
 def exponential_backoff(base: float, attempt: int, cap: float) -> float:

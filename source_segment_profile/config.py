@@ -70,10 +70,16 @@ class ConnectorConfig:
     page_size: int
     read_all_users: bool = False
     accounts_from_user_links: bool = False
+    region: str = "us"
 
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).netloc
+
+    @property
+    def space(self) -> str:
+        """`space 'spa_1' (region us, profiles.segment.com)`: what a not-found error names."""
+        return f"space '{self.space_id}' (region {self.region}, {self.host})"
 
 
 def parse_config(raw: Mapping[str, Any]) -> ConnectorConfig:
@@ -116,6 +122,7 @@ def parse_config(raw: Mapping[str, Any]) -> ConnectorConfig:
         page_size=page_size,
         read_all_users=read_all_users,
         accounts_from_user_links=accounts_from_user_links,
+        region=region,
     )
 
 

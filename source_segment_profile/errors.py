@@ -11,7 +11,7 @@ from typing import Optional
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_segment_profile.masking import mask_external_id
+from source_segment_profile.masking import mask_external_id, mask_id_list
 
 BODY_EXCERPT_CHARS = 200
 
@@ -59,6 +59,27 @@ class TransientApiError(ProfileApiError):
     failure_type = FailureType.transient_error
 
 
+class TransportMisconfigured(ProfileApiError):
+    """TLS, proxy or URL errors: the connection cannot work as configured. Retrying cannot help."""
+
+    failure_type = FailureType.config_error
+
+
+class ProfilesNotFound(ProfileApiError):
+    """Every profile a stream looked up answered 404: the ids, the space or the region is wrong."""
+
+    failure_type = FailureType.config_error
+
+
+def profiles_not_found(what: str, space: str, missing: list[str]) -> ProfilesNotFound:
+    """The error for a lookup where every profile answered 404: `what` says which ("12 profiles of user_traits")."""
+    return ProfilesNotFound(
+        f"None of the {what} was found in {space}: every lookup answered 404 ({mask_id_list(missing)}). "
+        "Check that 'space_id' and 'region' are those of the access token's Unify space, and that the ids exist "
+        "there, written 'type:value' in lower case (Segment matches lower-case ids only)."
+    )
+
+
 class UnexpectedResponse(ProfileApiError):
     """A 4xx other than 401/403/404/429, or a body that is not the JSON the API documents."""
 
@@ -77,7 +98,8 @@ class RepeatedCursor(ProfileApiError):
 
 
 class StateError(AirbyteTracedException):
-    """A state the connector cannot read: the user resets the stream to start over."""
+    """A state the connector cannot use at all. Its message says what to do, and never advises
+    clearing the stream's data: the API keeps ~14 days of events, the warehouse keeps the rest."""
 
     def __init__(self, message: str):
         super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)

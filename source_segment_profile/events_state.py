@@ -22,10 +22,11 @@ version 1 (a newest-event timestamp per 20-hex key) are migrated.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from source_segment_profile.errors import StateError
 from source_segment_profile.masking import KEY_HEX_DIGITS, key_as_hex, mask_external_id, profile_key
 
 STATE_VERSION = 3
+logger = logging.getLogger("airbyte")
 # The API's Date header has whole seconds and is written once the first answer is ready; other
 # requests of the sync may have been served a little before it. Five minutes covers that, and
 # any drift between the clock that writes Date and the one that files arriving events.
@@ -45,7 +47,15 @@ HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # entry per profile; beyond this many, watermarks are lowered to the earliest of their bucket
 # (an earlier watermark only re-reads events, it never skips one).
 MAX_WATERMARK_GROUPS = 32
-RESET_HINT = "Reset the user_events stream in Airbyte (its next sync reads every event the API still keeps)."
+# What a user does about a state that has no usable watermark at all. Never "Reset" or "Clear
+# data": in Airbyte that deletes the stream's rows, and the API keeps only ~14 days of events, so
+# the destination holds the only copy of everything older.
+STATE_ERROR_ADVICE = (
+    "Nothing was read and the state was not changed. To go on: run the connector version that wrote this state, "
+    "or in Airbyte refresh the user_events stream keeping its records (Refresh, 'Retain records'): its next sync "
+    "then reads every event the API still keeps (~14 days) and append + dedup removes the overlap. Do not use "
+    "'Clear data': it deletes the events older than 14 days, which only your destination still holds."
+)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -83,7 +93,7 @@ class EventsState:
         self._watermark_indexes = watermark_indexes if watermark_indexes is not None else np.zeros(0, dtype=np.int64)
         self._watermarks = list(watermarks)  # ascending, distinct
         self._read_now = array("Q")  # keys read completely in this sync
-        self._dropped = array("Q")  # keys this sync found gone (404)
+        self._not_found_now = array("Q")  # keys that answered 404 in this sync: they keep their watermark
         self._resumed_watermark: Optional[datetime] = None
         self.watermark: Optional[datetime] = None  # this sync's, once the first answer came
 
@@ -111,29 +121,28 @@ class EventsState:
         if not value:
             return cls()
         if not isinstance(value, Mapping):
-            raise StateError(f"The user_events state is {type(value).__name__}, not an object. {RESET_HINT}")
+            raise StateError(f"The user_events state is {type(value).__name__}, not an object. {STATE_ERROR_ADVICE}")
         version = value.get("state_version")
         if version is None and set(value) == {"timestamp"}:
             watermark = min(_timestamp(value["timestamp"], "timestamp"), now)
             keys = key_sets.sorted_keys([profile_key(external_id) for external_id in configured_ids])
             return cls.from_read_through(keys, [watermark] * len(keys))
         if version == 1 and isinstance(value.get("profiles"), Mapping):
-            profiles = value["profiles"]
-            keys = np.array([_hex_key(key, f"profiles[{mask_external_id(str(key))!r}]") for key in profiles], dtype=np.uint64)
-            cursors = [min(_timestamp(cursor, f"profiles[{mask_external_id(str(key))!r}]"), now) for key, cursor in profiles.items()]
-            return cls.from_read_through(keys, cursors)
-        if version in (2, STATE_VERSION) and isinstance(value.get("read_through"), list):
-            all_keys, watermarks = [], []
-            for position, entry in enumerate(value["read_through"]):
-                where = f"read_through[{position}]"
-                keys = _v2_keys(entry, where) if version == 2 else _v3_keys(entry, where)
-                watermark = _timestamp(entry.get("watermark"), f"{where}.watermark")
-                all_keys.append(keys)
-                watermarks.extend([watermark] * len(keys))
-            return cls.from_read_through(np.concatenate(all_keys) if all_keys else np.zeros(0, dtype=np.uint64), watermarks)
+            entries = [(f"profiles[{mask_external_id(str(key))!r}]", (key, cursor)) for key, cursor in value["profiles"].items()]
+            usable = _usable(entries, lambda where, item: (np.array([_hex_key(item[0], where)], dtype=np.uint64), min(_timestamp(item[1], where), now)))
+        elif version in (2, STATE_VERSION) and isinstance(value.get("read_through"), list):
+            read_keys = _v2_keys if version == 2 else _v3_keys
+            entries = [(f"read_through[{position}]", entry) for position, entry in enumerate(value["read_through"])]
+            usable = _usable(entries, lambda where, entry: (read_keys(entry, where), _timestamp(entry.get("watermark") if isinstance(entry, Mapping) else None, f"{where}.watermark")))
+        else:
+            usable = None
+        if usable is not None:
+            keys = [keys for keys, _ in usable]
+            watermarks = [watermark for group, watermark in usable for _ in range(len(group))]
+            return cls.from_read_through(np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64), watermarks)
         raise StateError(
             f"The user_events state has a shape this connector version cannot read "
-            f"(state_version {version!r}, keys {sorted(value)[:5]}). {RESET_HINT}"
+            f"(state_version {version!r}, keys {sorted(value)[:5]}). {STATE_ERROR_ADVICE}"
         )
 
     def read_through(self, external_id: str) -> Optional[datetime]:
@@ -153,15 +162,22 @@ class EventsState:
         resumed = self._keys[:0]
         if self._resumed_watermark in self._watermarks:
             resumed = self._keys[self._watermark_indexes == self._watermarks.index(self._resumed_watermark)]
-        return np.union1d(resumed, key_sets.sorted_keys(self._read_now))
+        return np.union1d(np.union1d(resumed, key_sets.sorted_keys(self._read_now)), key_sets.sorted_keys(self._not_found_now))
 
     def resume_pass(self, watermark: Any) -> None:
-        """Goes on with an interrupted attempt's pass, at its watermark (still before every read)."""
-        self.watermark = self._resumed_watermark = _timestamp(watermark, "reading.watermark")
+        """Goes on with an interrupted attempt's pass, at its watermark (still before every read);
+        one that cannot be read leaves this pass its own watermark (a later one: nothing is skipped,
+        since the interrupted attempt's profiles are in the state at theirs)."""
+        try:
+            self.watermark = self._resumed_watermark = _timestamp(watermark, "reading.watermark")
+        except StateError as problem:
+            logger.warning(f"{problem.message.removesuffix(STATE_ERROR_ADVICE).strip()} This pass takes a watermark of its own.")
 
     def profile_read(self, external_id: str, found: bool) -> None:
-        """Every event of the profile up to this sync's watermark has been emitted (or it is gone)."""
-        (self._read_now if found else self._dropped).append(profile_key(external_id))
+        """Every event of the profile up to this sync's watermark has been emitted; or it answered
+        404, and keeps the watermark it had: a profile missing for one sync (a merge, a lag) that
+        answers again is read from where it was, not over its whole window."""
+        (self._read_now if found else self._not_found_now).append(profile_key(external_id))
 
     def message(self, keys_to_keep: Optional[np.ndarray] = None) -> dict[str, Any]:
         """The state as of now: profiles read in this sync at its watermark, the rest as they were.
@@ -169,7 +185,7 @@ class EventsState:
         `keys_to_keep` (sorted keys): when given, profiles not in it leave the state.
         """
         read_now = key_sets.sorted_keys(self._read_now)
-        staying = ~key_sets.contains(read_now, self._keys) & ~key_sets.contains(key_sets.sorted_keys(self._dropped), self._keys)
+        staying = ~key_sets.contains(read_now, self._keys)
         if keys_to_keep is not None:
             staying &= key_sets.contains(keys_to_keep, self._keys)
         groups = self._groups(self._keys[staying], self._watermark_indexes[staying])
@@ -208,32 +224,53 @@ def profiles_read_through(stream_state: Mapping[str, Any]) -> dict[str, datetime
     return EventsState.from_message(stream_state, (), datetime.now(timezone.utc)).known_profiles()
 
 
+def _usable(entries: list[tuple[str, Any]], read: Callable[[str, Any], tuple[np.ndarray, datetime]]) -> list[tuple[np.ndarray, datetime]]:
+    """Each entry read as (keys, watermark). An entry that cannot be read is left out with a
+    warning (its profiles are read as new: their whole window again, deduplicated downstream);
+    only a state none of whose entries can be read is an error."""
+    usable, problems = [], []
+    for where, entry in entries:
+        try:
+            usable.append(read(where, entry))
+        except StateError as problem:
+            problems.append(problem.message.removesuffix(STATE_ERROR_ADVICE).strip())
+    if problems and not usable:
+        raise StateError(f"No watermark of the user_events state can be read ({len(problems)} entries; the first: {problems[0]}) {STATE_ERROR_ADVICE}")
+    if problems:
+        logger.warning(
+            f"{len(problems)} of {len(entries)} entries of the user_events state cannot be read and are left out "
+            f"(the first: {problems[0]}); their profiles are read as new, over the whole window the API keeps, and "
+            "append + dedup removes what the destination already has. Every other watermark is kept."
+        )
+    return usable
+
+
 def _hex_key(value: Any, where: str) -> int:
     """A key of version 1 (20 hex digits) or 2 (16): its first 64 bits."""
     key = str(value)
     if len(key) < KEY_HEX_DIGITS or not set(key) <= HEX_DIGITS:
-        raise StateError(f"The user_events state holds a key at {where} that is not a digest (hex digits). {RESET_HINT}")
+        raise StateError(f"The user_events state holds a key at {where} that is not a digest (hex digits). {STATE_ERROR_ADVICE}")
     return int(key[:KEY_HEX_DIGITS], 16)
 
 
 def _v2_keys(entry: Any, where: str) -> np.ndarray:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("profiles"), list):
-        raise StateError(f"The user_events state's {where} is not {{watermark, profiles}}. {RESET_HINT}")
+        raise StateError(f"The user_events state's {where} is not {{watermark, profiles}}. {STATE_ERROR_ADVICE}")
     return np.array([_hex_key(key, f"{where}.profiles") for key in entry["profiles"]], dtype=np.uint64)
 
 
 def _v3_keys(entry: Any, where: str) -> np.ndarray:
     count, text = (entry.get("profile_count"), entry.get("profile_keys")) if isinstance(entry, Mapping) else (None, None)
     if not isinstance(text, str) or type(count) is not int or count < 0:
-        raise StateError(f"The user_events state's {where} is not {{watermark, profile_count, profile_keys}}. {RESET_HINT}")
+        raise StateError(f"The user_events state's {where} is not {{watermark, profile_count, profile_keys}}. {STATE_ERROR_ADVICE}")
     try:
         return key_sets.decode(text, count)
     except key_sets.KeySetError as error:
-        raise StateError(f"The user_events state's {where}.profile_keys cannot be read ({error}). {RESET_HINT}") from None
+        raise StateError(f"The user_events state's {where}.profile_keys cannot be read ({error}). {STATE_ERROR_ADVICE}") from None
 
 
 def _timestamp(value: Any, where: str) -> datetime:
     try:
         return parse_timestamp(value)
     except (TypeError, ValueError):
-        raise StateError(f"The user_events state holds {value!r} at {where}, which is not a timestamp. {RESET_HINT}") from None
+        raise StateError(f"The user_events state holds {value!r} at {where}, which is not a timestamp. {STATE_ERROR_ADVICE}") from None

@@ -7,6 +7,8 @@ reading a profile twice, and without ever holding every id in memory.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
@@ -17,7 +19,7 @@ from airbyte_cdk.models import FailureType
 
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConnectorConfig
-from source_segment_profile.errors import ProfileApiError, ProfileNotFound, StateError, UnexpectedResponse
+from source_segment_profile.errors import ProfileApiError, ProfileNotFound, UnexpectedResponse
 from source_segment_profile.masking import profile_state_key
 from source_segment_profile.pagination import ProfileCursorPaginator
 
@@ -29,6 +31,8 @@ FIRST_LISTING_TOKEN = "0"
 CONFIGURED = "configured"
 LISTED = "listed"
 
+logger = logging.getLogger("airbyte")
+
 
 class ListingUnavailable(ProfileApiError):
     """The space answers the user listing with 404 or 400: `read_all_users` cannot work there."""
@@ -38,15 +42,128 @@ class ListingUnavailable(ProfileApiError):
 
 @dataclass(frozen=True)
 class IdPage:
-    """Profiles to read, in order, and where they start: `configured:<index>` or `listed:<token>`."""
+    """Profiles to read, in order, and where they start: `configured:<index>` or `listed:<token>`.
+
+    `only`: when resuming, the keys (masking.profile_state_key) of the ids of this page still to
+    read; None reads every id."""
 
     position: str
     ids: list[str]
+    only: Optional[frozenset[str]] = None
 
 
 def configured_pages(external_ids: tuple[str, ...], start: int = 0) -> Iterator[IdPage]:
     for first in range(start, len(external_ids), LIST_PAGE_SIZE):
         yield IdPage(f"{CONFIGURED}:{first}", list(external_ids[first : first + LIST_PAGE_SIZE]))
+
+
+def ids_fingerprint(external_ids: Iterable[str]) -> str:
+    """A digest of an id list, so that a checkpoint can tell whether its positions still fit."""
+    return profile_state_key("\n".join(external_ids))
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an interrupted attempt's checkpoint says to go on.
+
+    Written since 0.3.0: `{"position", "open_pages", "pending", "configured"}`: from `position`,
+    the first `open_pages` pages are read only for their `pending` profiles (those not complete:
+    never more than the workers plus a page, however slow one profile is), then every page;
+    `configured` is the fingerprint of the configured ids the positions index.
+    Written by 0.2.0: `{"position", "done"}`: from `position`, every profile but those `done`.
+    """
+
+    position: str
+    open_pages: int = 0
+    pending: frozenset[str] = frozenset()
+    done: frozenset[str] = frozenset()
+    configured: Optional[str] = None
+
+    @classmethod
+    def from_checkpoint(cls, reading: Any) -> Optional["ResumePoint"]:
+        """The resume point of a checkpoint, or None (with a warning) when it cannot be one."""
+        if not reading:
+            return None
+        position = reading.get("position") if isinstance(reading, Mapping) else None
+        try:
+            if isinstance(position, str) and "pending" in reading:
+                return cls(position, int(reading["open_pages"]), frozenset(map(str, reading["pending"])), configured=str(reading["configured"]))
+            if isinstance(position, str) and isinstance(reading.get("done", []), list):
+                return cls(position, done=frozenset(map(str, reading.get("done", []))))
+        except (KeyError, TypeError, ValueError):
+            pass
+        logger.warning(
+            f"The state's reading position has a shape this version does not know (keys {sorted(reading)[:5] if isinstance(reading, Mapping) else type(reading).__name__}): "
+            "this pass starts again from its first profile. Every watermark in the state is kept, and no profile is skipped."
+        )
+        return None
+
+
+@dataclass
+class _PageInProgress:
+    position: str
+    waiting: set[str]  # not complete: handed out or still to hand out
+    done: set[str]
+
+
+class ReadProgress:
+    """How far a stream got through its pages of ids, as a checkpoint names it (ResumePoint): the
+    earliest page not yet complete, how many pages are open from it, and their profiles not yet
+    complete. Workers complete profiles out of order; this holds only the pages in progress (a few,
+    for a few dozen workers), never every id, and the checkpoint stays as small when one profile
+    is slow: it names the profiles still to read, not those done. It names them by their state key
+    (a digest), never their id: ids are often emails.
+    """
+
+    def __init__(self, resume_from: Optional[ResumePoint] = None):
+        self._lock = threading.Lock()
+        self._pages: list[_PageInProgress] = []
+        self.resume_from = resume_from
+
+    def ids(self, pages: Iterable[IdPage]) -> Iterator[str]:
+        """The ids of `pages` not read before an interruption, noting each page as it is handed out."""
+        skip = self.resume_from.done if self.resume_from else frozenset()
+        for page in pages:
+            wanted = [external_id for external_id in page.ids if not self._skipped(external_id, page.only, skip)]
+            with self._lock:
+                self._pages.append(_PageInProgress(page.position, set(wanted), set(page.ids) - set(wanted)))
+                self._forget_complete_pages()
+            yield from wanted
+
+    @staticmethod
+    def _skipped(external_id: str, only: Optional[frozenset[str]], done: frozenset[str]) -> bool:
+        if only is None and not done:
+            return False
+        key = profile_state_key(external_id)
+        # 0.2.0 wrote ids in `done`, not keys: both are skipped.
+        return (only is not None and key not in only) or key in done or external_id in done
+
+    def profile_done(self, external_id: str) -> None:
+        with self._lock:
+            for page in self._pages:
+                if external_id in page.waiting:
+                    page.waiting.discard(external_id)
+                    page.done.add(external_id)
+                    break
+            self._forget_complete_pages()
+
+    def checkpoint(self, configured_fingerprint: str) -> Optional[dict[str, Any]]:
+        """The reading position (ResumePoint's current form); None when no page is open."""
+        with self._lock:
+            if not self._pages:
+                return None
+            pending = set().union(*(page.waiting for page in self._pages))
+            return {
+                "position": self._pages[0].position,
+                "open_pages": len(self._pages),
+                "pending": sorted(map(profile_state_key, pending)),
+                "configured": configured_fingerprint,
+            }
+
+    def _forget_complete_pages(self) -> None:
+        # Only the last page may be complete and still kept: it says where the next one starts.
+        while len(self._pages) > 1 and not self._pages[0].waiting:
+            self._pages.pop(0)
 
 
 class UserListing:
@@ -94,70 +211,6 @@ class UserListing:
             ) from None
 
 
-@dataclass
-class _PageInProgress:
-    position: str
-    waiting: set[str]  # handed out, not complete
-    done: set[str]
-
-
-class ReadProgress:
-    """How far a stream got through its pages of ids: the earliest page not yet complete, and the
-    profiles already complete from that page on. A checkpoint of it lets a resumed sync skip
-    exactly the profiles read, though workers complete them out of order. It holds only the
-    pages in progress (a few, for a few dozen workers), never every id. The checkpoint names the
-    profiles done by their state key (a digest), never their id: ids are often emails.
-    """
-
-    def __init__(self, resume_from: Optional[Mapping[str, Any]] = None):
-        self._lock = threading.Lock()
-        self._pages: list[_PageInProgress] = []
-        self.resume_position: Optional[str] = None
-        self._skip: frozenset[str] = frozenset()
-        if resume_from is None or resume_from == {}:
-            return
-        position = resume_from.get("position") if isinstance(resume_from, Mapping) else None
-        done = resume_from.get("done", []) if isinstance(resume_from, Mapping) else None
-        if not isinstance(position, str) or not isinstance(done, list):
-            raise StateError(f"The reading position in the state is {resume_from!r}, not {{position, done}}. Reset the stream in Airbyte.")
-        # 0.2.0 wrote ids, not keys: both are skipped.
-        self.resume_position, self._skip = position, frozenset(map(str, done))
-
-    def ids(self, pages: Iterable[IdPage]) -> Iterator[str]:
-        """The ids of `pages` not read before an interruption, noting each page as it is handed out."""
-        for page in pages:
-            wanted = [external_id for external_id in page.ids if not self._skipped(external_id)]
-            with self._lock:
-                self._pages.append(_PageInProgress(page.position, set(wanted), set(page.ids) - set(wanted)))
-                self._forget_complete_pages()
-            yield from wanted
-
-    def _skipped(self, external_id: str) -> bool:
-        return bool(self._skip) and (profile_state_key(external_id) in self._skip or external_id in self._skip)
-
-    def profile_done(self, external_id: str) -> None:
-        with self._lock:
-            for page in self._pages:
-                if external_id in page.waiting:
-                    page.waiting.discard(external_id)
-                    page.done.add(external_id)
-                    break
-            self._forget_complete_pages()
-
-    def checkpoint(self) -> Optional[dict[str, Any]]:
-        """{"position", "done"}: where to start again and the ids there to skip; None when no page is open."""
-        with self._lock:
-            if not self._pages:
-                return None
-            done = set().union(*(page.done for page in self._pages))
-            return {"position": self._pages[0].position, "done": sorted(map(profile_state_key, done))}
-
-    def _forget_complete_pages(self) -> None:
-        # Only the last page may be complete and still kept: it says where the next one starts.
-        while len(self._pages) > 1 and not self._pages[0].waiting:
-            self._pages.pop(0)
-
-
 class LinkedAccounts:
     """The accounts linked to the users read in this sync, each once, by the smallest `type:id` of
     its link (the `linked_external_id` of user_links). Collected while user_links reads, or read
@@ -198,16 +251,50 @@ class UserIds:
     def configured(self) -> tuple[str, ...]:
         return self._config.user_external_ids
 
-    def pages(self, resume_position: Optional[str] = None) -> Iterator[IdPage]:
-        kind, _, where = (resume_position or f"{CONFIGURED}:0").partition(":")
-        if kind == CONFIGURED and where.isdigit():
-            yield from configured_pages(self._config.user_external_ids, int(where))
-            if self.listing:
-                yield from self.listing.pages()
-        elif kind == LISTED and self.listing:
-            yield from self.listing.pages(where)
-        else:
-            raise StateError(f"The reading position {resume_position!r} in the state is not one this configuration has. Reset the stream in Airbyte.")
+    @property
+    def fingerprint(self) -> str:
+        return ids_fingerprint(self._config.user_external_ids)
+
+    def pages(self, resume: Optional[ResumePoint] = None) -> Iterator[IdPage]:
+        """Every page of ids to read; from `resume` on when it still fits this configuration.
+
+        A position that no longer fits (the configured ids changed, or the listing was turned off)
+        never skips a profile: that part of the pass starts again, with a warning.
+        """
+        kind, _, where = resume.position.partition(":") if resume else (CONFIGURED, "", "0")
+        same_ids = resume is not None and resume.configured == self.fingerprint
+        if resume is not None and kind == CONFIGURED and same_ids and where.isdigit():
+            yield from self._resumed(configured_pages(self._config.user_external_ids, int(where)), resume)
+            yield from self._listed_pages()
+            return
+        if resume is not None and kind == LISTED and self.listing is not None:
+            if not same_ids:
+                self._warn_restart(resume, "the configured ids may have changed since: they are all read again, then the listing goes on where it stopped")
+                yield from configured_pages(self._config.user_external_ids)
+            yield from self._resumed(self.listing.pages(where), resume)
+            return
+        if resume is not None:
+            self._warn_restart(resume, "it does not fit this configuration (the configured ids changed, or the listing was turned off): the pass starts again from its first profile")
+        yield from configured_pages(self._config.user_external_ids)
+        yield from self._listed_pages()
+
+    def _listed_pages(self) -> Iterator[IdPage]:
+        if self.listing is not None:
+            yield from self.listing.pages()
+
+    @staticmethod
+    def _resumed(pages: Iterator[IdPage], resume: ResumePoint) -> Iterator[IdPage]:
+        """`pages`, the first `resume.open_pages` of them limited to the profiles still pending."""
+        for number, page in enumerate(pages):
+            yield dataclasses.replace(page, only=resume.pending) if number < resume.open_pages else page
+
+    @staticmethod
+    def _warn_restart(resume: ResumePoint, what: str) -> None:
+        logger.warning(
+            f"The interrupted attempt's reading position {resume.position!r} is not used: {what}. Profiles it "
+            "had already read may be delivered again (append + dedup removes them); none is skipped, and every "
+            "watermark in the state is kept."
+        )
 
 
 class AccountIds:
@@ -228,7 +315,7 @@ class AccountIds:
     def total(self) -> Optional[int]:
         return len(self._all())
 
-    def pages(self, resume_position: Optional[str] = None) -> Iterator[IdPage]:
+    def pages(self, resume: Optional[ResumePoint] = None) -> Iterator[IdPage]:
         yield from configured_pages(tuple(self._all()))
 
     def _all(self) -> list[str]:

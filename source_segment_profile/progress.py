@@ -29,6 +29,7 @@ class StreamProgress:
     pages: int = 0
     not_found: list[str] = field(default_factory=list)
     unmatchable_ids: list[str] = field(default_factory=list)  # configured ids Segment never matches
+    label: str = ""  # what the lines name, when it is not the stream itself
 
     def __post_init__(self) -> None:
         self._started = self.clock()
@@ -60,7 +61,7 @@ class StreamProgress:
             done = f"{self.profiles_done}/{self.total_profiles} profiles"
             eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
         self.logger.info(
-            f"Progress {self.stream}: {done}, {self.records} records, "
+            f"Progress {self.label or self.stream}: {done}, {self.records} records, "
             f"{rate:.1f} requests/s of a {self.budget.max_rate:g}/s budget, {self._rate_now()}, "
             f"{self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {eta}."
@@ -70,7 +71,7 @@ class StreamProgress:
         duration = self.clock() - self._started
         not_found = f" ({mask_id_list(self.not_found)})" if self.not_found else ""
         line = (
-            f"Summary {self.stream}: {self.profiles_done - len(self.not_found)} profiles read, "
+            f"Summary {self.label or self.stream}: {self.profiles_done - len(self.not_found)} profiles read, "
             f"{len(self.not_found)} not found{not_found}, {self.records} records, {self._requests()} requests, "
             f"{self.pages} pages, {self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {self._rate_now()}, {duration:.1f} s."

@@ -29,6 +29,14 @@ FLOOR_REQUESTS_PER_SECOND = 1.0
 ACCEPTED_RATE_WINDOW_SECONDS = 1.0
 
 
+def wait_unless_stopped(seconds: float, stopping: Optional[threading.Event] = None) -> None:
+    """time.sleep that ends early once `stopping` is set: a stream that failed wakes its workers."""
+    if stopping is None:
+        time.sleep(seconds)
+    else:
+        stopping.wait(seconds)
+
+
 class CubicRate:
     """Pure arithmetic: the send rate at a time, given the last cut (TCP CUBIC, relative form).
 
@@ -84,7 +92,8 @@ class AcceptedRate:
 class RateBudget:
     """Hands out evenly spaced request slots across all threads at an adaptive rate.
 
-    - `acquire()` blocks until the caller may send, and returns the time it was let go.
+    - `acquire(stopping)` blocks until the caller may send, and returns the time it was let go;
+      it returns at once when `stopping` is set (the caller then sends nothing).
     - `accepted()` after every answer that was not a 429.
     - `throttled(sent_at, retry_after)` after a 429. The rate is cut once per congestion event:
       a 429 for a request sent before the last cut says nothing new (the cut was not yet in
@@ -97,7 +106,7 @@ class RateBudget:
         self,
         requests_per_second: float,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float, Optional[threading.Event]], None] = wait_unless_stopped,
         floor: float = FLOOR_REQUESTS_PER_SECOND,
     ):
         self.max_rate = requests_per_second
@@ -122,8 +131,10 @@ class RateBudget:
         with self._lock:
             return self._rate.at(self._clock())
 
-    def acquire(self) -> float:
+    def acquire(self, stopping: Optional[threading.Event] = None) -> float:
         while True:
+            if stopping is not None and stopping.is_set():
+                return self._clock()
             with self._lock:
                 now = self._clock()
                 slot = max(now, self._next_slot, self._paused_until)
@@ -131,7 +142,7 @@ class RateBudget:
                 self._next_slot = slot + 1.0 / self._rate.at(slot)
                 changes_seen = self._changes
             if slot > now:
-                self._sleep(slot - now)
+                self._sleep(slot - now, stopping)
             with self._lock:
                 if self._changes != changes_seen:
                     # A cut or a pause came while this thread waited: its slot was spaced for the

@@ -1,13 +1,28 @@
+import logging
+import re
 import sys
-from typing import Any, List, Mapping
+from types import TracebackType
+from typing import Any, List, Mapping, Optional
 
+import orjson
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
+from airbyte_cdk.exception_handler import assemble_uncaught_exception
 from airbyte_cdk.logger import PRINT_BUFFER
-from airbyte_cdk.models import ConnectorSpecification
+from airbyte_cdk.models import AirbyteMessageSerializer, ConnectorSpecification
 from airbyte_cdk.sources import Source
 from airbyte_cdk.sources.utils.schema_helpers import split_config
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
+from source_segment_profile.masking import redact_profile_ids
 from source_segment_profile.source import SourceSegmentProfile, load_config
+
+# The messages that carry the user's data, as it is: records (their `external_id` is the point)
+# and state (which names profiles by digest only). Everything else is text for people: redacted.
+# (The CDK writes a message with orjson, or with json.dumps and its spaces when orjson cannot:
+# integers beyond 64 bits.)
+DATA_MESSAGE = re.compile(r'\{\s*"type"\s*:\s*"(?:RECORD|STATE)"')
+
+logger = logging.getLogger("airbyte")
 
 
 class SegmentProfileEntrypoint(AirbyteEntrypoint):
@@ -26,13 +41,44 @@ class SegmentProfileEntrypoint(AirbyteEntrypoint):
         AirbyteEntrypoint.validate_connection(source_spec, config)
 
 
+class ProfileIdRedaction(logging.Filter):
+    """Masks profile ids in every log line before it is written, whichever library logged it
+    (urllib3's debug lines and requests' exception texts quote URLs, and URLs hold ids)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_profile_ids(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = redact_profile_ids(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def redact_message(message: str) -> str:
+    return message if DATA_MESSAGE.match(message) else redact_profile_ids(message)
+
+
+def emit_uncaught(exception_type: type[BaseException], error: BaseException, traceback: Optional[TracebackType]) -> None:
+    """The CDK's uncaught-exception hook, with the trace message's text redacted as well."""
+    if issubclass(exception_type, KeyboardInterrupt):
+        sys.__excepthook__(exception_type, error, traceback)
+        return
+    logger.fatal(error, exc_info=error)
+    trace = assemble_uncaught_exception(exception_type, error).as_airbyte_message()
+    print(redact_profile_ids(filter_secrets(orjson.dumps(AirbyteMessageSerializer.dump(trace)).decode())))
+
+
 def launch(source: Source, args: List[str]) -> None:
-    """airbyte_cdk.entrypoint.launch, line for line, with SegmentProfileEntrypoint in its place."""
+    """airbyte_cdk.entrypoint.launch, with SegmentProfileEntrypoint in its place and every line
+    for people (logs, traces, check results) passed through the profile id redaction."""
     entrypoint = SegmentProfileEntrypoint(source)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, ProfileIdRedaction) for existing in handler.filters):
+            handler.addFilter(ProfileIdRedaction())
+    sys.excepthook = emit_uncaught
     parsed_args = entrypoint.parse_args(args)
     with PRINT_BUFFER:
         for message in entrypoint.run(parsed_args):
-            print(f"{message}\n", end="")
+            print(f"{redact_message(message)}\n", end="")
 
 
 def run() -> None:

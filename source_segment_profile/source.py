@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Any, Iterator, List, Mapping, Optional, Tuple
 
@@ -14,7 +15,8 @@ from airbyte_cdk.sources.utils.casing import camel_to_snake
 
 from source_segment_profile.api_client import ProfileApiClient, basic_auth_header
 from source_segment_profile.config import ConfigError, ConnectorConfig, ids_segment_would_not_match, parse_config
-from source_segment_profile.errors import CredentialsRejected, ProfileApiError, ProfileNotFound, TransientApiError
+from source_segment_profile.errors import CredentialsRejected, ProfileApiError, ProfileNotFound, TransientApiError, profiles_not_found
+from source_segment_profile.masking import mask_id_list, register_configured_ids
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, UserIds, UserListing
 from source_segment_profile.progress import unmatchable_ids_warning
 from source_segment_profile.profile_urls import profile_url
@@ -37,6 +39,9 @@ ACCOUNT_STREAM_NAMES = STREAM_NAMES[len(USER_STREAMS) :]
 # check must answer within seconds, not after a sync's worth of retries.
 CHECK_TIMEOUT_SECONDS = 15.0
 CHECK_MAX_RETRIES = 1
+# check looks up this many configured profiles of each collection at most, until one is found:
+# enough to tell a wrong space, region or environment (none found) from a few stale ids.
+CHECK_PROBED_PROFILES = 3
 
 
 class SourceSegmentProfile(AbstractSource):
@@ -64,22 +69,14 @@ class SourceSegmentProfile(AbstractSource):
         if unmatchable:
             logger.warning(f"check: {unmatchable_ids_warning(unmatchable)}")
         try:
-            if parsed.user_external_ids or parsed.account_external_ids:
-                collection, external_id = (
-                    ("users", parsed.user_external_ids[0]) if parsed.user_external_ids else ("accounts", parsed.account_external_ids[0])
-                )
-                url = profile_url(parsed.base_url, parsed.space_id, collection, external_id, "traits")
-                try:
-                    client.get_page(url, {"limit": 1}, "check", external_id)
-                except ProfileNotFound:
-                    # The space and token were accepted; only this profile is unknown.
-                    logger.info("check: the probed profile does not exist, but the token and space were accepted.")
+            for collection, external_ids in (("users", parsed.user_external_ids), ("accounts", parsed.account_external_ids)):
+                probe_profiles(client, parsed, collection, external_ids, logger)
             if parsed.read_all_users:
                 UserListing(parsed, client).probe()
         except CredentialsRejected as error:
             return False, error.message
         except TransientApiError as error:
-            return False, f"Could not reach the Profile API at {parsed.host}: {error.message}"
+            return False, f"Could not reach the Profile API: {error.message}"
         except ProfileApiError as error:
             return False, error.message
         return True, None
@@ -105,11 +102,62 @@ class SourceSegmentProfile(AbstractSource):
             # user_links first: the account streams then take the accounts it collected instead of
             # reading every user's links a second time.
             catalog.streams.sort(key=lambda configured: configured.stream.name in ACCOUNT_STREAM_NAMES)
-        yield from super().read(logger, config, catalog, state)
+        for stream_state in state or []:
+            if stream_state.stream is not None and stream_state.stream.stream_state is not None:
+                name = stream_state.stream.stream_descriptor.name
+                logger.info(f"Incoming state of {name}: {describe_state(stream_state.stream.stream_state.__dict__)}.")
+        summarized = CdkStateLineDropped()
+        logger.addFilter(summarized)
+        try:
+            yield from super().read(logger, config, catalog, state)
+        finally:
+            logger.removeFilter(summarized)
+
+
+class CdkStateLineDropped(logging.Filter):
+    """The CDK logs each incoming stream state in full ("Setting state of ..."): at a million
+    profiles that is a 7 MB log line. `read` logs a summary of it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Setting state of "))
+
+
+def describe_state(stream_state: Mapping[str, Any]) -> str:
+    """`2,048 bytes, state_version 3, 1,000 profiles in 2 watermark groups, resuming at configured:200`."""
+    parts = [f"{len(json.dumps(stream_state)):,} bytes"]
+    if "state_version" in stream_state:
+        parts.append(f"state_version {stream_state['state_version']}")
+    groups = stream_state.get("read_through")
+    if isinstance(groups, list):
+        profiles = sum(group.get("profile_count", len(group.get("profiles") or [])) for group in groups if isinstance(group, Mapping))
+        parts.append(f"{profiles:,} profiles in {len(groups)} watermark groups")
+    reading = stream_state.get("reading")
+    if isinstance(reading, Mapping):
+        parts.append(f"resuming an interrupted attempt at {reading.get('position')!r}")
+    if stream_state.get("__ab_full_refresh_sync_complete"):
+        parts.append("the last pass was complete")
+    return ", ".join(parts)
+
+
+def probe_profiles(client: ProfileApiClient, config: ConnectorConfig, collection: str, external_ids: tuple[str, ...], logger: logging.Logger) -> None:
+    """Looks up the first configured profiles until one is found: raises ProfilesNotFound when
+    none of the first CHECK_PROBED_PROFILES is (a wrong space, region or environment)."""
+    probed = external_ids[:CHECK_PROBED_PROFILES]
+    for position, external_id in enumerate(probed):
+        try:
+            client.get_page(profile_url(config.base_url, config.space_id, collection, external_id, "traits"), {"limit": 1}, "check", external_id)
+        except ProfileNotFound:
+            continue
+        if position:
+            logger.warning(f"check: {mask_id_list(list(probed[:position]))} answered 404 (not found in {config.space}).")
+        return
+    if probed:
+        raise profiles_not_found(f"first {len(probed)} configured {collection[:-1]} ids", config.space, list(probed))
 
 
 def load_config(config: Mapping[str, Any]) -> ConnectorConfig:
     parsed = parse_config(config)
+    register_configured_ids(user_external_ids=parsed.user_external_ids, account_external_ids=parsed.account_external_ids)
     # The CDK masks the token itself (airbyte_secret) but not values derived from it: the Basic
     # auth header would otherwise show in clear in a debug log or a trace (cdk-notes).
     header = basic_auth_header(parsed.access_token)

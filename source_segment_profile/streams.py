@@ -21,12 +21,12 @@ from airbyte_cdk.sources.streams.http import HttpStream
 
 from source_segment_profile.api_client import ApiPage, ProfileApiClient, decoded_page
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
-from source_segment_profile.errors import ProfileNotFound
+from source_segment_profile.errors import ProfileNotFound, profiles_not_found
 from source_segment_profile import key_sets
 from source_segment_profile.events_state import EventsState, format_timestamp, watermark_from_server_date
 from source_segment_profile.masking import mask_external_id, profile_key
 from source_segment_profile.pagination import ProfileCursorPaginator
-from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
+from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, ResumePoint, UserIds
 from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadingStopped, ReadItem, RecordsRead
 from source_segment_profile.profile_urls import profile_url
 from source_segment_profile.progress import StreamProgress
@@ -149,7 +149,7 @@ class ProfileStream(HttpStream, ABC):
         """An interrupted attempt's state: where its reading stood. A finished pass (PyAirbyte hands
         it back on the next sync; Airbyte's platform does not) means: read everything again."""
         self._resumable_state = {} if value == FULL_REFRESH_COMPLETE else dict(value or {})
-        self._read_progress = ReadProgress(self._resumable_state.get("reading"))
+        self._read_progress = ReadProgress(ResumePoint.from_checkpoint(self._resumable_state.get("reading")))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -190,6 +190,8 @@ class ProfileStream(HttpStream, ABC):
         self.reading_ended()
         self.checkpoint_reached()
         self._progress.summary()
+        if self._progress.profiles_done and len(self._progress.not_found) == self._progress.profiles_done:
+            raise profiles_not_found(f"{self._progress.profiles_done} profiles {self.name} looked up", self._config.space, self._progress.not_found)
 
     def profile_completed(self, done: ProfileRead) -> None:
         """Called once all of a profile's records are emitted; incremental streams advance their state here."""
@@ -201,23 +203,27 @@ class ProfileStream(HttpStream, ABC):
     def checkpoint_reached(self) -> None:
         """Called before the CDK emits state: the state says how far the reading got."""
         if self._profiles.resumable:
-            reading = self._read_progress.checkpoint()
+            reading = self._read_progress.checkpoint(self._profiles.fingerprint)
             self._resumable_state = FULL_REFRESH_COMPLETE if self._reading_ended else ({"reading": reading} if reading else {})
 
     def reading_ended(self) -> None:
         """Called once every profile was read (not when the reading failed)."""
 
-    def _start_reading(self, sync_mode: SyncMode) -> None:
-        self._progress = StreamProgress(
+    def _new_progress(self, label: str) -> StreamProgress:
+        return StreamProgress(
             stream=self.name,
+            label=label,
             total_profiles=self._profiles.total,
             counters=self._client.counters,
             budget=self._client.budget,
             logger=self.logger,
             unmatchable_ids=ids_segment_would_not_match(self._profiles.configured),
         )
+
+    def _start_reading(self, sync_mode: SyncMode) -> None:
+        self._progress = self._new_progress(self.name)
         reader = ProfileReader(self.read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
-        self._items = reader.read(self._read_progress.ids(self._profiles.pages(self._read_progress.resume_position)))
+        self._items = reader.read(self._read_progress.ids(self._profiles.pages(self._read_progress.resume_from)))
 
     def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
         """Reads every page of one profile (on a worker thread), handing records over page by page."""
@@ -384,15 +390,20 @@ class UserLinks(DataListStream):
     def reading_ended(self) -> None:
         # A resumed attempt skipped the users an interrupted one read: its links are not all of
         # them, so the account streams read every user's links themselves.
-        if self._linked_accounts is not None and self._read_progress.resume_position is None:
+        if self._linked_accounts is not None and self._read_progress.resume_from is None:
             self._linked_accounts.complete = True
 
     def read_links_only(self) -> None:
-        """Reads every user's links without emitting them, for the account streams (user_links was not synced)."""
-        progress = ReadProgress()
-        reader = ProfileReader(self.read_profile, self._config.max_concurrency, lambda: None, IDLE_POLL_SECONDS)
-        for _ in reader.read(progress.ids(self._profiles.pages())):
-            pass
+        """Reads every user's links without emitting them, for the account streams (user_links was
+        not synced), with the progress lines of a stream: hours of reading are never silent."""
+        progress = self._new_progress("user links for the account streams")
+        reader = ProfileReader(self.read_profile, self._config.max_concurrency, progress.log_if_due, IDLE_POLL_SECONDS)
+        for item in reader.read(ReadProgress().ids(self._profiles.pages())):
+            if isinstance(item, RecordsRead):
+                progress.records_read(len(item.records))
+            else:
+                progress.profile_done(item.pages, item.found, item.external_id)
+        progress.summary()
         self._linked_accounts.complete = True
         self.logger.info(f"Read the links of the users for the account streams: {len(self._linked_accounts.ids())} linked accounts.")
 
@@ -430,9 +441,9 @@ class UserEvents(DataListStream):
     def state(self, value: MutableMapping[str, Any]) -> None:
         value = dict(value or {})
         reading = value.pop("reading", None)
-        self._read_progress = ReadProgress(reading)
+        self._read_progress = ReadProgress(ResumePoint.from_checkpoint(reading))
         self._events_state = EventsState.from_message(value, self._profiles.configured, datetime.now(timezone.utc))
-        if reading and reading.get("watermark"):
+        if isinstance(reading, Mapping) and reading.get("watermark"):
             self._events_state.resume_pass(reading["watermark"])
         self._state_message = self._events_state.message(self._keys_to_keep())
 
@@ -467,6 +478,8 @@ class UserEvents(DataListStream):
 
     def request_params(self, stream_slice: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> MutableMapping[str, Any]:
         params = super().request_params(stream_slice=stream_slice, **kwargs)
+        # Newest first, said explicitly: paging stops at the first page older than the lower bound.
+        params["sort"] = "desc"
         lower_bound = self.lower_bound(stream_slice["external_id"]) if stream_slice else None
         if lower_bound:
             params["start"] = format_timestamp(lower_bound)
@@ -499,7 +512,7 @@ class UserEvents(DataListStream):
 
     def checkpoint_reached(self) -> None:
         message = self._events_state.message(self._keys_to_keep())
-        reading = None if self._reading_ended else self._read_progress.checkpoint()
+        reading = None if self._reading_ended else self._read_progress.checkpoint(self._profiles.fingerprint)
         if reading and self._profiles.resumable:
             # The pass's watermark goes along, so that a resumed attempt finishes the same pass.
             watermark = self._events_state.watermark

@@ -56,7 +56,7 @@ class FakeClock:
         with self._lock:
             return self._now
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, stopping: Any = None) -> None:
         with self._lock:
             self.sleeps.append(seconds)
             self._now += max(0.0, seconds)

@@ -33,12 +33,27 @@ def test_check_probes_an_account_when_there_is_no_user_id(api):
     assert [request.path for request in api.seen] == ["/v1/spaces/spa_unit/collections/accounts/profiles/group_id:g1/traits"]
 
 
-def test_a_404_for_the_probed_profile_still_proves_the_credentials(api):
+def test_a_404_for_one_probed_profile_still_proves_the_credentials_when_the_next_is_found(api):
     api.replies("user_traits", "user_id:u1", Reply.error(404))
+    api.replies("user_traits", "user_id:u2", traits_page({}))
 
-    status, message, _ = check_status(config())
+    status, message, output = check_status(config(user_external_ids=["user_id:u1", "user_id:u2"]))
 
     assert (status, message) == ("SUCCEEDED", None)
+    assert any("user_id:*** (user_external_ids[0]) answered 404" in line.log.message for line in output.logs)
+
+
+def test_check_fails_when_none_of_the_first_three_ids_is_found_naming_space_and_region(api):
+    # Issue 21: 12 ids that all answer 404 (a wrong region, space or environment) passed check.
+    ids = [f"user_id:u{n}" for n in range(12)]
+    for external_id in ids:
+        api.replies("user_traits", external_id, Reply.error(404))
+
+    status, message, _ = check_status(config(user_external_ids=ids, account_external_ids=["group_id:g1"]))
+
+    assert status == "FAILED"
+    assert "None of the first 3 configured user ids was found in space 'spa_unit' (region us, profiles.segment.com)" in message
+    assert len(api.seen) == 3  # the probes stop at three; the accounts are not looked up once users failed
 
 
 @pytest.mark.parametrize("status_code", [401, 403])

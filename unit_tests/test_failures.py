@@ -184,50 +184,7 @@ def test_retries_back_off_exponentially(api, clock):
         assert 0.5 * 0.5 * 2**attempt <= wait <= 0.5 * 2**attempt + 0.05
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        requests.ConnectionError("HTTPSConnectionPool(host='profiles.segment.com', port=443): [Errno 111] Connection refused"),
-        requests.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"),
-        requests.ConnectTimeout("HTTPSConnectionPool(host='profiles.segment.com', port=443): connect timeout=10"),
-        requests.ReadTimeout("HTTPSConnectionPool(host='profiles.segment.com', port=443): Read timed out. (read timeout=30)"),
-        requests.exceptions.ChunkedEncodingError("('Connection broken: IncompleteRead(512 bytes read, 1536 more expected)')"),
-        requests.exceptions.ContentDecodingError("Received response with content-encoding: gzip, but failed to decode it."),
-    ],
-    ids=["refused", "reset", "connect-timeout", "read-timeout", "cut-short", "bad-gzip"],
-)
-def test_connection_failures_and_timeouts_are_retried(api, clock, failure):
-    api.replies("user_external_ids", "user_id:u1", failure, failure, page_of("user_external_ids", 1))
-
-    result = run_read(config(), ["user_external_ids"])
-
-    assert len(api.requests_to("user_external_ids")) == 3
-    assert len(result.records()) == 1
-    assert result.errors() == []
-    # The retry is logged with the transport's own description of the fault.
-    described = f"{type(failure).__name__}: {failure}"
-    assert len([line for line in result.logs() if line.startswith("Retrying") and f"after {described}" in line]) == 2
-
-
-@pytest.mark.parametrize(
-    "failure, described",
-    [
-        (requests.ReadTimeout("Read timed out. (read timeout=30)"), "ReadTimeout: Read timed out"),
-        (requests.ConnectionError("[Errno 111] Connection refused"), "ConnectionError: [Errno 111] Connection refused"),
-    ],
-    ids=["timeout", "connection-error"],
-)
-def test_connection_failures_beyond_max_retries_fail_with_a_transient_error(api, clock, failure, described):
-    api.replies("user_external_ids", "user_id:u1", failure)
-
-    result = run_read(config(max_retries=2), ["user_external_ids"])
-
-    assert len(api.requests_to("user_external_ids")) == 3
-    error = result.stream_error("user_external_ids")
-    assert error.failure_type == FailureType.transient_error
-    assert "user_external_ids" in error.message and "user_id:u1" in error.message
-    assert f"failed 3 times, last with {described}" in error.message
-    assert result.records() == []
+# Refused, reset, cut-short and silent connections: test_transport_failures.py, on real sockets.
 
 
 def test_max_retries_zero_fails_on_the_first_5xx(api, clock):
@@ -500,7 +457,7 @@ def test_debug_logs_one_line_per_request_with_masked_id_status_time_and_request_
     debug_lines = [json.loads(line)["message"] for line in printed.splitlines() if line.startswith('{"type": "DEBUG"')]
     request_lines = [line for line in debug_lines if line.startswith("GET ")]
     assert len(request_lines) == len(api.seen) == 4
-    pattern = r"GET /v1/spaces/spa_unit/collections/users/profiles/email:j\*\*\*@example\.com/(traits|events) -> (200|503) in \d+ ms \(Request-Id ([\w-]+)\)"
+    pattern = r"GET /v1/spaces/spa_unit/collections/users/profiles/email:j\*\*\*@example\.com \(user_external_ids\[0\]\)/(traits|events) -> (200|503) in \d+ ms \(Request-Id ([\w-]+)\)"
     assert all(re.fullmatch(pattern, line) for line in request_lines), request_lines
     request_ids = [re.fullmatch(pattern, line).group(3) for line in request_lines]
     assert "rid-503" in request_ids and len(set(request_ids)) == 4
@@ -519,7 +476,7 @@ def test_without_debug_no_request_line_is_logged(api, capfd):
     assert "GET /v1/" not in capfd.readouterr().out + result.all_text()
 
 
-# --- real sockets: what requests does with gzip, cut bodies and silent servers ---------------
+# --- real sockets: gzip (its failures: test_transport_failures.py) ---------------------------
 
 
 def test_a_gzip_answer_is_asked_for_and_decoded():
@@ -532,62 +489,3 @@ def test_a_gzip_answer_is_asked_for_and_decoded():
     assert result.records() == [{"external_id": "user_id:u1", "traits": {"plan": "pro", "city": "Zürich"}}]
     ((_, headers),) = server.seen
     assert "gzip" in headers["Accept-Encoding"]
-
-
-def test_a_gzip_body_that_does_not_decode_is_retried():
-    server = LocalProfileServer().replies(
-        "user_traits", "user_id:u1", Reply(200, b"\\x1f\\x8b not really gzip", {"Content-Encoding": "gzip"}), traits_page({"a": 1})
-    )
-
-    with server.running():
-        result = run_read(config(api_base_url=server.url), ["user_traits"])
-
-    assert len(server.seen) == 2
-    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
-    assert any("ContentDecodingError" in line for line in result.logs() if line.startswith("Retrying"))
-
-
-def answer_second_connection_only(first_connection):
-    """A raw server whose first connection misbehaves as `first_connection` says; later ones answer."""
-    whole = json.dumps(traits_page({"a": 1})).encode()
-
-    def serve(server, connection, reader, index):
-        request = server.read_request(reader, index)
-        if request is None:
-            return
-        if index == 0:
-            first_connection(server, connection, reader)
-            return
-        server.answer(connection, 200, whole, [("Content-Type", "application/json")])
-        server.close(connection, reader)
-
-    return RawHttpServer(serve)
-
-
-def test_a_body_cut_short_of_its_content_length_is_retried():
-    def cut_short(server, connection, reader):
-        server.answer(connection, 200, b'{"traits": {"a"', [("Content-Type", "application/json")], length=2048)
-        server.close(connection, reader)
-
-    server = answer_second_connection_only(cut_short)
-
-    with server.running():
-        result = run_read(config(api_base_url=server.url), ["user_traits"])
-
-    assert len(server.requests) == 2
-    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
-    assert any("ChunkedEncodingError" in line for line in result.logs() if line.startswith("Retrying"))
-
-
-def test_a_server_that_never_answers_times_out_and_is_retried():
-    def silent(server, connection, reader):
-        server.stopping.wait(5)
-
-    server = answer_second_connection_only(silent)
-
-    with server.running():
-        result = run_read(config(api_base_url=server.url, request_timeout_seconds=0.2), ["user_traits"])
-
-    assert len(server.requests) == 2
-    assert result.records() == [{"external_id": "user_id:u1", "traits": {"a": 1}}]
-    assert any("ReadTimeout" in line for line in result.logs() if line.startswith("Retrying"))

@@ -14,7 +14,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from airbyte_cdk.models import FailureType, SyncMode, Type
+from airbyte_cdk.models import FailureType, Level, SyncMode, Type
 
 from source_segment_profile import key_sets, streams
 from source_segment_profile import events_state as events_state_module
@@ -131,6 +131,7 @@ def test_the_state_holds_only_digests_and_watermarks(api):
 
     result = read_events(ids=["email:jane.doe@example.com"])
 
+    assert result.states()
     for state in result.states():
         assert set(state) == {"state_version", "read_through"}
         for group in state["read_through"]:
@@ -282,7 +283,9 @@ def test_profiles_no_longer_configured_leave_the_state(api):
     assert result.states()[-1] == state_with((WATERMARK, ["user_id:kept"]))  # read through now, even without new events
 
 
-def test_a_profile_the_api_no_longer_finds_leaves_the_state(api):
+def test_a_profile_that_answers_404_for_one_sync_keeps_its_watermark(api):
+    # Issue 21: a profile missing for one sync (a merge, a lag, a wrong id fixed later) that answers
+    # again must be read from where it was, not over its whole window.
     api_clock(api)
     api.pages("user_events", "user_id:u1", data_page([event("m1", at("11:00"))]))
     api.replies("user_events", "user_id:gone", Reply.error(404))
@@ -290,17 +293,23 @@ def test_a_profile_the_api_no_longer_finds_leaves_the_state(api):
     result = read_events(ids=["user_id:u1", "user_id:gone"], state=state_with((at("10:00"), ["user_id:u1", "user_id:gone"])))
 
     assert result.errors() == []
-    assert result.states()[-1] == state_with((WATERMARK, ["user_id:u1"]))
+    assert watermarks(result.states()[-1]) == {key("user_id:gone"): format_timestamp(instant(at("10:00"))), key("user_id:u1"): WATERMARK}
 
 
-def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api):
+def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api, monkeypatch):
+    # A failed stream writes no final state: a checkpoint after each profile, with one worker
+    # reading "ok" first, gives a state written while "broken" was being read.
+    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 1)
     api_clock(api)
     api.pages("user_events", "user_id:ok", data_page([event("m1", at("11:00"))]))
     api.replies("user_events", "user_id:broken", Reply.error(500))
 
-    result = read_events(ids=["user_id:ok", "user_id:broken"], state=state_with((at("10:00"), ["user_id:ok", "user_id:broken"])), max_retries=0)
+    result = read_events(
+        ids=["user_id:ok", "user_id:broken"], state=state_with((at("10:00"), ["user_id:ok", "user_id:broken"])), max_retries=0, max_concurrency=1
+    )
 
     assert result.stream_error("user_events").failure_type == FailureType.transient_error
+    assert result.states(), "no state was written: nothing to check the failed profile's watermark in"
     for state in result.states():
         assert watermarks(state).get(key("user_id:broken")) == "2026-11-20T10:00:00.000Z"
 
@@ -417,17 +426,36 @@ MALFORMED_STATES = [
 
 
 @pytest.mark.parametrize("state", MALFORMED_STATES, ids=[str(index) for index in range(len(MALFORMED_STATES))])
-def test_an_unreadable_state_is_a_config_error_asking_for_a_reset(api, state):
+def test_a_state_with_no_usable_watermark_is_a_config_error_that_never_advises_deleting_data(api, state):
     api.pages("user_traits", "user_id:u1", traits_page({"a": 1}))
 
     result = run_read(config(), ["user_events", "user_traits"], INCREMENTAL, state=events_state(state))
 
     error = result.stream_error("user_events")
     assert error.failure_type == FailureType.config_error
-    assert "reset" in error.message.lower() and "user_events" in error.message
+    assert "user_events" in error.message and "Retain records" in error.message
+    # Issue 21: Reset is Airbyte's "Clear data", which deletes the only copy of events older than 14 days.
+    assert "reset" not in error.message.lower() and "Do not use 'Clear data'" in error.message
     assert api.requests_to("user_events") == []
     # No crash: the other stream of the sync is read.
     assert [record["external_id"] for record in result.records("user_traits")] == ["user_id:u1"]
+
+
+def test_a_state_entry_that_cannot_be_read_is_left_out_and_every_other_watermark_kept(api):
+    api_clock(api)
+    for profile in ("user_id:kept", "user_id:lost"):
+        api.pages("user_events", profile, data_page([event(profile + "-new", at("11:00"))]))
+    good = state_with((at("10:00"), ["user_id:kept"]))["read_through"][0]
+    state = {"state_version": 3, "read_through": [good, {"watermark": "yesterday", "profile_count": 1, "profile_keys": "x"}]}
+
+    result = read_events(ids=["user_id:kept", "user_id:lost"], state=state)
+
+    assert result.errors() == []
+    assert instant(starts(api, "user_id:kept")[0]) == instant(at("10:00")) - timedelta(hours=24)
+    assert starts(api, "user_id:lost") == [None]  # read as a new profile: its whole window
+    warnings = [line for line in result.logs(Level.WARN) if "cannot be read" in line]
+    assert len(warnings) == 1 and "Every other watermark is kept" in warnings[0]
+    assert watermarks(result.states()[-1]) == {key("user_id:kept"): WATERMARK, key("user_id:lost"): WATERMARK}
 
 
 def test_an_unreadable_state_error_masks_email_ids(api):
@@ -446,6 +474,7 @@ def test_an_incremental_sync_does_not_log_email_ids(api):
     result = read_events(ids=["email:jane.doe@example.com"], state=state_with((at("10:00"), ["email:jane.doe@example.com"])))
 
     assert len(result.records()) == 1
+    assert result.logs()
     for line in result.logs():
         assert "jane.doe" not in line, line
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from source_segment_profile.pagination import MAX_EMPTY_PAGES_IN_A_ROW
 from airbyte_cdk.models import FailureType, Level
 
 from unit_tests.builders import config, cursor, data_page, event, external_id, page_of, traits_page
@@ -53,7 +55,7 @@ def test_has_more_without_next_stops_with_a_warning(api, stream):
     assert len(result.records()) == 1
     warnings = [line for line in result.logs(Level.WARN) if "has_more" in line]
     assert len(warnings) == 1
-    assert stream in warnings[0] and "user_id:u1" in warnings[0]
+    assert stream in warnings[0] and "user_id:*** (user_external_ids[0])" in warnings[0]
     assert result.errors() == []
 
 
@@ -79,14 +81,26 @@ def test_has_more_false_stops_even_with_a_next_value(api, stream):
         ("user_links", data_page(None, next="tok")),
     ],
 )
-def test_an_empty_page_stops_paging(api, stream, empty):
+def test_an_empty_page_that_says_has_more_is_followed(api, stream, empty):
+    # Issue 21: 0.2.0 ended the profile there silently; a server filtering `include` or `start`
+    # may answer an empty page with more after it.
     api.pages(stream, "user_id:u1", page_of(stream, 1, next="p2"), empty, page_of(stream, 3))
 
     result = run_read(config(), [stream])
 
-    assert [request.param("next") for request in api.requests_to(stream)] == [None, "p2"]
+    assert [request.param("next") for request in api.requests_to(stream)] == [None, "p2", empty["cursor"]["next"]]
     assert result.errors() == []
-    assert len(result.records()) == 1
+    assert len(result.records()) == (1 if stream == "user_traits" else 2)  # the first page's item and the third's
+
+
+def test_empty_pages_that_say_has_more_without_end_fail_the_stream(api):
+    api.handler("user_events", "user_id:u1", lambda request: data_page([], next=f"t{int((request.param('next') or 't0')[1:]) + 1}"))
+
+    result = run_read(config(), ["user_events"])
+
+    error = result.stream_error("user_events")
+    assert "pages in a row were empty but said has_more" in error.message
+    assert len(api.requests_to("user_events")) == MAX_EMPTY_PAGES_IN_A_ROW + 1
 
 
 def test_a_page_without_cursor_is_the_last(api):

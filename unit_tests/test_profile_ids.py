@@ -4,6 +4,7 @@ the config of `read_all_users` / `accounts_from_user_links`."""
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Optional
 
@@ -13,9 +14,9 @@ from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_segment_profile.api_client import ProfileApiClient
 from source_segment_profile.config import ConfigError, ids_segment_would_not_match, parse_config
-from source_segment_profile.errors import CredentialsRejected, StateError, TransientApiError, UnexpectedResponse
+from source_segment_profile.errors import CredentialsRejected, TransientApiError, UnexpectedResponse
 from source_segment_profile.masking import profile_state_key
-from source_segment_profile.profile_ids import IdPage, ListingUnavailable, ReadProgress, UserIds, UserListing
+from source_segment_profile.profile_ids import IdPage, ListingUnavailable, ReadProgress, ResumePoint, UserIds, UserListing, ids_fingerprint
 from source_segment_profile.rate_budget import RateBudget
 from unit_tests.builders import ACCOUNT_STREAMS, ALL_STREAMS, SPACE_ID, Reply, config, cursor, traits_page
 from unit_tests.conftest import check_status, run_read
@@ -79,29 +80,52 @@ def segment_ids(count: int) -> list[str]:
 
 
 def keys(*external_ids: str) -> list[str]:
-    """How a checkpoint names the profiles done: their digests, sorted."""
+    """How a checkpoint names profiles: their digests, sorted."""
     return sorted(map(profile_state_key, external_ids))
 
 
+FINGERPRINT = "f" * 16  # what the stream passes: the fingerprint of its configured ids
+
+
+def reading(position: str, open_pages: int, *pending: str) -> dict:
+    return {"position": position, "open_pages": open_pages, "pending": keys(*pending), "configured": FINGERPRINT}
+
+
 def test_nothing_handed_out_means_no_checkpoint():
-    assert ReadProgress().checkpoint() is None
+    assert ReadProgress().checkpoint(FINGERPRINT) is None
 
 
-def test_checkpoint_is_the_earliest_page_not_complete_with_the_ids_done_from_it_on():
+def test_checkpoint_is_the_earliest_page_not_complete_with_the_profiles_still_to_read_from_it_on():
     progress = ReadProgress()
     pages = [page("listed:0", "a1", "a2"), page("listed:2", "b1", "b2"), page("listed:4", "c1", "c2")]
     assert list(progress.ids(pages)) == ["a1", "a2", "b1", "b2", "c1", "c2"]
 
-    # Workers complete profiles out of order: later pages' ids count as done, the position stays.
+    # Workers complete profiles out of order: the position stays, the profiles pending shrink.
     for done in ("c1", "b1", "a1"):
         progress.profile_done(done)
-    assert progress.checkpoint() == {"position": "listed:0", "done": keys("a1", "b1", "c1")}
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:0", 3, "a2", "b2", "c2")
 
-    progress.profile_done("a2")  # page listed:0 complete: its ids leave the checkpoint
-    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b1", "c1")}
+    progress.profile_done("a2")  # page listed:0 complete: the position moves on
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:2", 2, "b2", "c2")
 
     progress.profile_done("b2")
-    assert progress.checkpoint() == {"position": "listed:4", "done": keys("c1")}
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:4", 1, "c2")
+
+
+def test_one_slow_profile_keeps_the_checkpoint_as_small_as_the_profiles_in_flight():
+    # Issue 21: naming the profiles done since the oldest open page grew every checkpoint while
+    # one profile was stuck (20 KB -> 400 KB); naming those still to read does not grow.
+    progress = ReadProgress()
+    pages = [page(f"listed:{start}", *(f"id{start + n}" for n in range(100))) for start in range(0, 5000, 100)]
+    ids = progress.ids(pages)
+    assert next(ids) == "id0"  # the slow one, never complete
+    sizes = []
+    for external_id in ids:
+        progress.profile_done(external_id)
+        if external_id.endswith("99"):
+            sizes.append(len(json.dumps(progress.checkpoint(FINGERPRINT))))
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:0", 50, "id0")
+    assert max(sizes) - min(sizes) <= 2 and max(sizes) < 200, sizes  # only open_pages grows, by its digits
 
 
 def test_a_complete_last_page_stays_the_position_until_the_next_page_is_handed_out():
@@ -111,37 +135,37 @@ def test_a_complete_last_page_stays_the_position_until_the_next_page_is_handed_o
     progress.profile_done("a2")
     progress.profile_done("a1")
 
-    # Resuming from here lists page listed:0 again and skips both: nothing is read twice.
-    assert progress.checkpoint() == {"position": "listed:0", "done": keys("a1", "a2")}
+    # Resuming from here lists page listed:0 again and reads none of it: nothing is read twice.
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:0", 1)
 
     assert next(ids) == "b1"
-    assert progress.checkpoint() == {"position": "listed:2", "done": keys()}
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:2", 1, "b1")
 
 
-def test_resuming_skips_exactly_the_ids_done_and_keeps_them_done_in_the_next_checkpoint():
-    progress = ReadProgress({"position": "listed:2", "done": keys("b2", "c1")})
+def test_resuming_reads_the_open_pages_only_for_their_pending_profiles_then_every_page():
+    progress = ReadProgress(ResumePoint.from_checkpoint(reading("listed:2", 2, "b1", "b3", "c2")))
 
-    assert progress.resume_position == "listed:2"
-    assert list(progress.ids([page("listed:2", "b1", "b2", "b3"), page("listed:4", "c1", "c2")])) == ["b1", "b3", "c2"]
+    resumed = [page("listed:2", "b1", "b2", "b3"), page("listed:4", "c1", "c2"), page("listed:6", "d1")]
+    assert list(progress.ids(UserIds._resumed(iter(resumed), progress.resume_from))) == ["b1", "b3", "c2", "d1"]
     progress.profile_done("b3")
-    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b2", "b3", "c1")}
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:2", 3, "b1", "c2", "d1")
 
 
 def test_the_checkpoint_names_profiles_by_digest_not_by_id():
     progress = ReadProgress()
     list(progress.ids([page("configured:0", "email:jane.doe@example.com", "email:b@example.com")]))
-    progress.profile_done("email:jane.doe@example.com")
+    progress.profile_done("email:b@example.com")
 
-    assert progress.checkpoint() == {"position": "configured:0", "done": [profile_state_key("email:jane.doe@example.com")]}
-    assert "jane" not in str(progress.checkpoint())
+    assert progress.checkpoint(FINGERPRINT) == reading("configured:0", 1, "email:jane.doe@example.com")
+    assert "jane" not in str(progress.checkpoint(FINGERPRINT))
 
 
-def test_a_page_whose_ids_were_all_done_before_the_interruption_is_complete_at_once():
-    # As connector 0.2.0 wrote it: ids, not digests.
-    progress = ReadProgress({"position": "listed:0", "done": ["a1", "a2", "b1"]})
+def test_a_checkpoint_of_0_2_0_skips_the_profiles_it_names_done():
+    # As connector 0.2.0 wrote it: `done`, with ids (not digests) in its first release.
+    progress = ReadProgress(ResumePoint.from_checkpoint({"position": "listed:0", "done": ["a1", "a2", *keys("b1")]}))
 
     assert list(progress.ids([page("listed:0", "a1", "a2"), page("listed:2", "b1", "b2")])) == ["b2"]
-    assert progress.checkpoint() == {"position": "listed:2", "done": keys("b1")}
+    assert progress.checkpoint(FINGERPRINT) == reading("listed:2", 1, "b2")
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -152,9 +176,9 @@ def test_resuming_from_any_checkpoint_reads_exactly_the_profiles_not_done(seed):
     pages = [page(f"listed:{start}", *(f"id{start + n}" for n in range(rng.randint(1, 6)))) for start in range(0, 60, 6)]
     every_id = [external_id for each in pages for external_id in each.ids]
 
-    def pages_from(position: Optional[str]) -> list[IdPage]:
+    def pages_from(resume: Optional[ResumePoint]) -> list[IdPage]:
         positions = [each.position for each in pages]
-        return pages[positions.index(position) :] if position else pages
+        return list(UserIds._resumed(iter(pages[positions.index(resume.position) :]), resume)) if resume else pages
 
     progress = ReadProgress()
     ids = progress.ids(pages)
@@ -172,9 +196,9 @@ def test_resuming_from_any_checkpoint_reads_exactly_the_profiles_not_done(seed):
             done = in_flight.pop(rng.randrange(len(in_flight)))
             progress.profile_done(done)
             completed.add(done)
-        checkpoint = progress.checkpoint()
-        resumed = ReadProgress(checkpoint)
-        assert list(resumed.ids(pages_from(resumed.resume_position))) == [i for i in every_id if i not in completed], checkpoint
+        checkpoint = progress.checkpoint(FINGERPRINT)
+        resumed = ReadProgress(ResumePoint.from_checkpoint(checkpoint))
+        assert list(resumed.ids(pages_from(resumed.resume_from))) == [i for i in every_id if i not in completed], checkpoint
     assert completed == set(every_id)
 
 
@@ -184,15 +208,16 @@ def test_resuming_from_any_checkpoint_reads_exactly_the_profiles_not_done(seed):
         pytest.param({"position": 3, "done": []}, id="position-not-a-string"),
         pytest.param({"done": ["a1"]}, id="no-position"),
         pytest.param({"position": "listed:0", "done": "a1"}, id="done-not-a-list"),
+        pytest.param({"position": "listed:0", "pending": [], "open_pages": "many", "configured": "x"}, id="open-pages-not-a-number"),
         pytest.param("listed:0", id="a-string"),
         pytest.param(["listed:0"], id="a-list"),
     ],
 )
-def test_a_bad_reading_state_is_a_state_error(reading):
-    with pytest.raises(StateError) as raised:
-        ReadProgress(reading)
-    assert raised.value.failure_type == FailureType.config_error
-    assert "Reset the stream" in raised.value.message
+def test_a_reading_position_of_an_unknown_shape_restarts_the_pass_with_a_warning(reading, caplog):
+    assert ResumePoint.from_checkpoint(reading) is None
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "starts again from its first profile" in warning and "no profile is skipped" in warning
+    assert "reset" not in warning.lower() and "clear" not in warning.lower()
 
 
 # --- UserIds --------------------------------------------------------------------------------
@@ -224,11 +249,16 @@ def test_configured_ids_come_first_then_every_listed_user(api, connect):
     assert (users.total, users.resumable) == (None, True)
 
 
+def resume_at(position: str, parsed, **fields) -> ResumePoint:
+    """A resume point as this version writes it, for the configured ids of `parsed`."""
+    return ResumePoint(position, configured=ids_fingerprint(parsed.user_external_ids), **fields)
+
+
 def test_resuming_inside_the_configured_ids_goes_on_to_the_listing(api, connect):
     serve_listing(api, segment_ids(2))
     parsed, client = connect(user_external_ids=[f"user_id:u{n}" for n in range(150)], read_all_users=True)
 
-    pages = list(UserIds(parsed, UserListing(parsed, client)).pages("configured:100"))
+    pages = list(UserIds(parsed, UserListing(parsed, client)).pages(resume_at("configured:100", parsed)))
 
     assert [each.position for each in pages] == ["configured:100", "listed:0"]
     assert pages[0].ids == [f"user_id:u{n}" for n in range(100, 150)]
@@ -238,11 +268,37 @@ def test_resuming_inside_the_listing_lists_from_that_token_and_skips_the_configu
     serve_listing(api, segment_ids(250))
     parsed, client = connect(user_external_ids=["user_id:u1"], read_all_users=True)
 
-    pages = list(UserIds(parsed, UserListing(parsed, client)).pages("listed:100"))
+    pages = list(UserIds(parsed, UserListing(parsed, client)).pages(resume_at("listed:100", parsed)))
 
     assert [each.position for each in pages] == ["listed:100", "listed:200"]
     assert pages[0].ids[0] == "segment_id:use_0100" and pages[-1].ids[-1] == "segment_id:use_0249"
     assert listing_requests(api) == [("100", LISTING_LIMIT), ("200", LISTING_LIMIT)]
+
+
+def test_ids_added_to_the_front_of_the_list_since_the_interruption_are_read(api, connect, caplog):
+    # Issue 21: a position is an index into a list that may have changed; resumed after 10 ids
+    # were added to the front, 0.2.0 read none of them and reported success.
+    serve_listing(api, segment_ids(3))
+    before, _ = connect(user_external_ids=[f"user_id:u{n}" for n in range(150)], read_all_users=True)
+    parsed, client = connect(user_external_ids=[f"user_id:new{n}" for n in range(10)] + list(before.user_external_ids), read_all_users=True)
+
+    pages = list(UserIds(parsed, UserListing(parsed, client)).pages(resume_at("configured:100", before)))
+
+    read = [external_id for each in pages for external_id in each.ids]
+    assert read == list(parsed.user_external_ids) + [f"segment_id:use_000{n}" for n in range(3)]
+    assert any("is not used" in record.getMessage() and "none is skipped" in record.getMessage() for record in caplog.records)
+
+
+def test_a_listing_position_with_changed_configured_ids_reads_them_all_then_goes_on_listing(api, connect, caplog):
+    serve_listing(api, segment_ids(250))
+    before, _ = connect(user_external_ids=["user_id:u1"], read_all_users=True)
+    parsed, client = connect(user_external_ids=["user_id:u1", "user_id:u2"], read_all_users=True)
+
+    pages = list(UserIds(parsed, UserListing(parsed, client)).pages(resume_at("listed:200", before)))
+
+    assert [each.position for each in pages] == ["configured:0", "listed:200"]
+    assert pages[0].ids == ["user_id:u1", "user_id:u2"]
+    assert any("read again" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -250,17 +306,21 @@ def test_resuming_inside_the_listing_lists_from_that_token_and_skips_the_configu
     [
         pytest.param("listed:100", False, id="listed-without-read-all-users"),
         pytest.param("configured:abc", True, id="configured-without-index"),
+        pytest.param("configured:100", True, id="configured-beyond-two-ids"),
         pytest.param("elsewhere:3", True, id="unknown-kind"),
     ],
 )
-def test_a_position_this_configuration_does_not_have_is_a_state_error(api, connect, position, read_all_users):
+def test_a_position_this_configuration_does_not_have_restarts_the_pass_with_a_warning(api, connect, caplog, position, read_all_users):
     serve_listing(api, segment_ids(5))
-    parsed, client = connect(read_all_users=read_all_users)
+    parsed, client = connect(user_external_ids=["user_id:u1", "user_id:u2"], read_all_users=read_all_users)
     users = UserIds(parsed, UserListing(parsed, client) if read_all_users else None)
 
-    with pytest.raises(StateError) as raised:
-        list(users.pages(position))
-    assert position in raised.value.message and "Reset the stream" in raised.value.message
+    pages = list(users.pages(ResumePoint(position, done=frozenset())))
+
+    read = [external_id for each in pages for external_id in each.ids]
+    assert read == ["user_id:u1", "user_id:u2"] + ([f"segment_id:use_000{n}" for n in range(5)] if read_all_users else [])
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert position in warning and "none is skipped" in warning and "reset" not in warning.lower()
 
 
 # --- the user listing -----------------------------------------------------------------------
@@ -427,17 +487,16 @@ def test_a_finished_pass_handed_back_on_the_next_sync_reads_every_user_again(api
         pytest.param("listed:0", id="a-string"),
     ],
 )
-def test_a_bad_reading_in_the_stream_state_fails_the_stream_with_a_config_error_saying_to_reset_it(api, reading):
+def test_a_reading_position_that_cannot_be_used_restarts_the_pass_and_reads_every_profile(api, reading):
     serve_listing(api, ["use_a"])
     api.pages("user_traits", "segment_id:use_a", traits_page({}))
     state = StateBuilder().with_stream_state("user_traits", {"reading": reading}).build()
 
     result = run_read(config(user_external_ids=[], read_all_users=True), streams=["user_traits"], state=state)
 
-    error = result.stream_error("user_traits")
-    assert error.failure_type == FailureType.config_error, error.message
-    assert "Reset the stream" in error.message
-    assert result.records() == []
+    assert result.errors() == []
+    assert [record["external_id"] for record in result.records("user_traits")] == ["segment_id:use_a"]
+    assert any("starts again" in line for line in result.logs())
 
 
 def test_account_streams_do_not_list_users(api):
@@ -482,8 +541,9 @@ def test_check_warns_about_ids_segment_would_not_match_without_changing_them(api
 
     assert status == "SUCCEEDED"
     warnings = [message.log.message for message in output.logs if message.log.level == Level.WARN]
-    assert any("2 configured ids" in line and "user_id:Bob" in line and "email:J***@x.com" in line for line in warnings), warnings
-    assert not any("Jane" in line for line in warnings)
+    # Issue 21: every id type is masked (many user ids are emails), with its place in the config.
+    assert any("2 configured ids" in line and "user_id:*** (user_external_ids[0])" in line and "email:J***@x.com" in line for line in warnings), warnings
+    assert not any("Jane" in line or "Bob" in line for line in warnings)
     assert api.seen[0].path.endswith("/profiles/user_id:Bob/traits")
 
 
@@ -495,7 +555,7 @@ def test_the_stream_summary_warns_about_ids_segment_would_not_match_and_reads_th
 
     assert sorted(record["external_id"] for record in result.records("user_traits")) == ["user_id:Bob", "user_id:ok"]
     summaries = [line for line in result.logs() if line.startswith("Summary user_traits")]
-    assert len(summaries) == 1 and "1 configured ids" in summaries[0] and "user_id:Bob" in summaries[0]
+    assert len(summaries) == 1 and "1 configured ids" in summaries[0] and "user_id:*** (user_external_ids[0])" in summaries[0]
 
 
 # --- config ---------------------------------------------------------------------------------

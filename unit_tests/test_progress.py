@@ -31,7 +31,7 @@ def test_a_read_logs_one_summary_per_stream_with_its_figures(api):
 
     (traits,) = lines_starting(result, "Summary user_traits:")
     assert "2 profiles read" in traits
-    assert "1 not found (email:j***@example.com)" in traits
+    assert "1 not found (email:j***@example.com (user_external_ids[1]))" in traits
     assert "2 records" in traits and "4 requests" in traits and "3 pages" in traits
     assert re.search(r"\d+\.\d s\.$", traits)  # the duration
     (external_ids,) = lines_starting(result, "Summary user_external_ids:")

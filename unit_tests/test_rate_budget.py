@@ -8,6 +8,7 @@ on, so that several threads can wait on the budget at once, as workers do.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -214,7 +215,7 @@ class HeldClock:
         with self._changed:
             return self._now
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, stopping: Any = None) -> None:
         with self._changed:
             wake_at = self._now + seconds
             self.sleeping += 1

@@ -364,10 +364,11 @@ def test_empty_answers_of_every_stream_emit_no_data_record(api):
     [
         ("phone:+15551234567", "phone:***67", "5551234"),
         ("Email:Jane.Doe@Example.com", "Email:J***@Example.com", "Jane.Doe"),
-        ("user_id:abc123", "user_id:abc123", None),  # pseudonymous ids are shown: a user needs them
+        # Issue 21: every type is masked (many user ids are emails), with its place in the config.
+        ("user_id:abc123", "user_id:a***23 (user_external_ids[0])", "abc123"),
     ],
 )
-def test_404_warnings_mask_personal_ids_only(api, missing, masked, hidden):
+def test_404_warnings_mask_every_id_type(api, missing, masked, hidden):
     api.replies("user_traits", missing, Reply.error(404))
 
     result = run_read(config(user_external_ids=[missing]), ["user_traits"])
