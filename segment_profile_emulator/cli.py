@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pacing.add_argument("--retry-after", choices=RETRY_AFTER_MODES, default=DEFAULTS.retry_after,
                         help="what a 429 carries")
+    pacing.add_argument(
+        "--retry-after-value", default=DEFAULTS.retry_after_value, metavar="TEXT",
+        help='every 429 carries exactly "Retry-After: TEXT", sent as is and overriding --retry-after: '
+        '40, 1e9, inf, or a date such as "Fri, 31 Dec 9999 23:59:59 GMT"; the stats count a number or '
+        "a date as a wait (at most a year), anything else as none",
+    )
 
     api = parser.add_argument_group("API behaviour")
     api.add_argument("--gzip", action="store_true", help="gzip answers when Accept-Encoding allows it")
@@ -82,12 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
     faults = parser.add_argument_group("faults (probabilities per request)")
     faults.add_argument("--fault-429", type=_probability, default=0.0, help="extra 429s (a storm)")
     faults.add_argument("--fault-5xx", type=_probability, default=0.0, help="500/502/503 with an error body")
-    faults.add_argument("--fault-reset", type=_probability, default=0.0, help="close without any response")
+    faults.add_argument("--fault-reset", type=_probability, default=0.0, help="close (FIN) without any response")
     faults.add_argument("--fault-truncate", type=_probability, default=0.0,
-                        help="full Content-Length, half the body, then close")
+                        help="full Content-Length, half the body, then close (FIN)")
+    faults.add_argument(
+        "--fault-reset-mid-body", type=_probability, default=0.0,
+        help="full Content-Length, half the body, then RST: the client's read fails with ECONNRESET",
+    )
+    faults.add_argument(
+        "--fault-empty-has-more", type=_probability, default=0.0, metavar="P",
+        help="an answer with a cursor (traits, events, external_ids, links) becomes a page without items whose "
+        "cursor says has_more, its next serving the page it replaced (following it loses nothing; an answer to "
+        "that next is never emptied)",
+    )
+    faults.add_argument("--empty-has-more-once", action="store_true",
+                        help="empty each profile's route at most once (since startup or a stats reset)")
     faults.add_argument("--fault-slow", type=_probability, default=0.0, help="wait --slow-seconds before answering")
     faults.add_argument("--slow-seconds", type=float, default=DEFAULTS.slow_seconds)
     faults.add_argument("--fault-seed", type=int, default=DEFAULTS.fault_seed, help="seed of the fault draws")
+
+    vanishing = parser.add_argument_group(
+        "profiles that vanish (404 not_found under every id; GET /_emulator/vanishing-profiles names them)"
+    )
+    vanishing.add_argument("--vanish-users", type=int, default=DEFAULTS.vanish_users, metavar="N",
+                           help="the first N users of the ground truth vanish (more than there are: all)")
+    vanishing.add_argument("--vanish-accounts", type=int, default=DEFAULTS.vanish_accounts, metavar="N",
+                           help="the first N accounts of the ground truth vanish (more than there are: all)")
+    vanishing.add_argument(
+        "--vanish-after-requests", type=int, default=DEFAULTS.vanish_after_requests, metavar="K",
+        help="they vanish once K profile requests have arrived (since startup or a stats reset); 0: from the start",
+    )
     return parser
 
 

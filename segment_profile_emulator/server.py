@@ -1,11 +1,13 @@
 """The HTTP server: Segment Profile API routes over a synthetic dataset, with auth, a per-space rate
 limit, injectable faults, and admin routes (under /_emulator/, no auth, not counted) for stats, the
-clock, fault knobs, ground truth and lookup ids.
+clock, fault knobs, ground truth, lookup ids and the profiles that vanish (faults.py holds how the
+faults work).
 
 A profile request goes through: Basic auth (401 unauthorized), the route (404 not_found), the space
 (403 forbidden: an unknown space id is refused, not hidden), the per-space token bucket (429
-rate_limit_error), injected faults, then the profile lookup (404 not_found) and query validation
-(400 validation_error / invalid_request_error). Latency and slow faults delay every counted answer.
+rate_limit_error), injected faults, then the profile lookup (404 not_found, also for a profile the
+vanish_* knobs made vanish) and query validation (400 validation_error / invalid_request_error).
+Latency and slow faults delay every counted answer.
 
 Decisions a client must live with, as with the real API:
 - The external id segment is percent-decoded; an unencoded "+" never matches (only %2B is a plus).
@@ -31,7 +33,8 @@ import bisect
 import gzip
 import json
 import math
-import random
+import socket
+import struct
 import sys
 import threading
 import time
@@ -55,6 +58,16 @@ from .dataset import (
     parse_late_event_hours,
     parse_timestamp,
     to_json_bytes,
+)
+from .faults import (
+    EXCLUSIVE_FAULTS,
+    FAULT_NAMES,
+    PAGED_RESOURCES,
+    EmptyPageDraws,
+    FaultInjector,
+    RetryAfter,
+    VanishingProfiles,
+    check_header_text,
 )
 
 ADMIN_PREFIX = "/_emulator/"
@@ -169,10 +182,35 @@ class EmulatorSettings:
     - retry_after: what a 429 carries: "none" (Segment documents no Retry-After), "seconds" or
       "http-date" (a wall-clock instant, as clients read it against their own clock, even though
       Date follows the emulated clock).
+    - retry_after_value: when set, every 429 (rate limit or fault_429) carries exactly
+      `Retry-After: <this text>` whatever retry_after says: "40", "1e9", "inf", "soon" or a date
+      such as "Fri, 31 Dec 9999 23:59:59 GMT" are sent as they are. requests_during_retry_after
+      counts what a lenient client reads in it: a number (any float syntax) or an HTTP date tells
+      a wait (at most a year), anything else none.
 
-    Faults are probabilities per request: fault_429 (a storm, on top of the rate limit),
-    fault_5xx (500/502/503), fault_reset (no answer), fault_truncate (half the body), fault_slow
-    (slow_seconds more); latency_ms and latency_spread delay every answer.
+    Faults, probabilities per request (the first five exclusive: together at most 1):
+    - fault_429: a 429 storm on top of the rate limit; fault_5xx: 500/502/503 with an error body.
+    - fault_reset: hang up (FIN) before any answer.
+    - fault_truncate: the full Content-Length, half the body, "Connection: close" and FIN: the
+      client reads a short body.
+    - fault_reset_mid_body: the same half answer, unannounced, then RST (SO_LINGER 0): the
+      client's read fails with ECONNRESET. (Refused connections need no knob: use a closed port.)
+    - fault_slow: slow_seconds more; latency_ms and latency_spread delay every answer.
+    - fault_empty_has_more: an answer with a cursor (traits, events, external_ids, links) becomes
+      a page without items (`"traits": {}`, `"data": []`) whose cursor says has_more, its `next`
+      (and `url`) serving the page it replaced: a client that follows it loses nothing, one that
+      stops there loses the rest. An answer to such a `next` is never emptied, so even at 1 a
+      listing ends (each of its pages after an empty one). Not for the profile listing, metadata,
+      or user links without a cursor.
+    - empty_has_more_once: empty each profile's route at most once since startup or the last
+      stats reset; with fault_empty_has_more 1, exactly the first answer of each.
+
+    Profiles that vanish mid-run (404 not_found "Profile was not found." on all their routes,
+    under every id, as for an unknown profile): the first vanish_users users and the first
+    vanish_accounts accounts in the ground truth's order (more than there are: all of them),
+    from the profile request after the first vanish_after_requests (0: from the start), counted
+    since startup or the last stats reset. GET /_emulator/vanishing-profiles names them. The
+    profile listing and other profiles' links still name them, as a client read them before.
 
     Data (not runtime knobs): lone_surrogate_trait, events_per_user, heavy_user_events,
     late_events ("6,23,72": latenesses in hours) and future_events, as in DatasetOptions.
@@ -188,11 +226,18 @@ class EmulatorSettings:
     rate_burst: float | None = None  # None: one second's worth of the rate
     rate_limit_schedule: str = ""  # "SECONDS:RATE,...": the rate left by the space's other callers
     retry_after: str = "none"
+    retry_after_value: str = ""  # "": retry_after says what a 429 carries
     fault_429: float = 0.0
     fault_5xx: float = 0.0
     fault_reset: float = 0.0
     fault_truncate: float = 0.0
+    fault_reset_mid_body: float = 0.0
     fault_slow: float = 0.0
+    fault_empty_has_more: float = 0.0
+    empty_has_more_once: bool = False
+    vanish_users: int = 0
+    vanish_accounts: int = 0
+    vanish_after_requests: int = 0
     slow_seconds: float = 2.0
     fault_seed: int = 0
     gzip: bool = False
@@ -215,11 +260,12 @@ class EmulatorSettings:
             setattr(self, name, getattr(candidate, name))
 
     def validate(self) -> None:
-        for name in ("fault_429", "fault_5xx", "fault_reset", "fault_truncate", "fault_slow"):
+        exclusive = [f"fault_{name}" for name in EXCLUSIVE_FAULTS]
+        for name in (*exclusive, "fault_slow", "fault_empty_has_more"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability between 0 and 1")
-        if self.fault_429 + self.fault_5xx + self.fault_reset + self.fault_truncate > 1:
-            raise ValueError("fault_429 + fault_5xx + fault_reset + fault_truncate must not exceed 1")
+        if sum(getattr(self, name) for name in exclusive) > 1:
+            raise ValueError(f"{' + '.join(exclusive)} must not exceed 1")
         for name in ("latency_ms", "latency_spread", "rate_limit", "slow_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -229,9 +275,13 @@ class EmulatorSettings:
             raise ValueError("rate_burst must be at least 1")
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ValueError(f"retry_after must be one of {RETRY_AFTER_MODES}")
-        for name in ("gzip", "no_list_method"):
+        check_header_text("retry_after_value", self.retry_after_value)
+        for name in ("gzip", "no_list_method", "empty_has_more_once"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
+        for name in ("vanish_users", "vanish_accounts", "vanish_after_requests"):
+            if not _is_count(getattr(self, name)):
+                raise ValueError(f"{name} must be a whole number >= 0")
         if isinstance(self.max_list_limit, bool) or not isinstance(self.max_list_limit, int) or not 1 <= self.max_list_limit <= MAX_PAGE_LIMIT:
             raise ValueError(f"max_list_limit must be a whole number between 1 and {MAX_PAGE_LIMIT}")
         if not isinstance(self.rate_limit_schedule, str):
@@ -314,39 +364,6 @@ class SpaceRateLimiter:
             return (1 - tokens) / rate
 
 
-class FaultDraw(NamedTuple):
-    kind: str | None  # "429", "5xx", "reset", "truncate" or None
-    server_error_status: int
-    slow: bool
-    latency_seconds: float
-
-
-class FaultInjector:
-    """Draws each request's faults and latency from one seeded RNG, so a run can be replayed."""
-
-    def __init__(self, seed: int):
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-
-    def draw(self, settings: EmulatorSettings) -> FaultDraw:
-        with self._lock:
-            kind_roll, slow_roll, latency_roll, status_roll = (self._rng.random() for _ in range(4))
-        kind = None
-        threshold = 0.0
-        for name, probability in (
-            ("429", settings.fault_429),
-            ("5xx", settings.fault_5xx),
-            ("reset", settings.fault_reset),
-            ("truncate", settings.fault_truncate),
-        ):
-            threshold += probability
-            if kind_roll < threshold:
-                kind = name
-                break
-        latency = settings.latency_ms / 1000 * (1 + settings.latency_spread * (2 * latency_roll - 1))
-        return FaultDraw(kind, (500, 502, 503)[int(status_roll * 3)], slow_roll < settings.fault_slow, latency)
-
-
 @dataclass
 class Outcome:
     """What the server decided to do with one profile request."""
@@ -358,13 +375,10 @@ class Outcome:
     status: int | None = None  # None: the connection is reset without a response
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    truncate: bool = False
+    cut: str | None = None  # "truncate" or "reset_mid_body": only half the body is sent
     faults: list[str] = field(default_factory=list)
     delay_seconds: float = 0.0
-    # A 429's wait, in whole seconds, and how Retry-After tells it ("seconds" or "http-date"):
-    # the header is written when the answer is sent, the wait counting from then.
-    retry_after_seconds: int | None = None
-    retry_after_mode: str = "none"
+    retry_after: RetryAfter | None = None  # a 429's Retry-After, written when the answer is sent
 
     def fail(self, error: ApiError) -> Outcome:
         self.status, self.body = error.status, error.body
@@ -393,7 +407,8 @@ class EmulatorStats:
             self._by_status: Counter[str] = Counter()
             self._successful = 0
             self._rate_limited = 0
-            self._faults = Counter({"5xx": 0, "reset": 0, "truncate": 0, "slow": 0, "429": 0})
+            self._faults = Counter({name: 0 for name in FAULT_NAMES})
+            self._arrived = 0
             self._peak_in_flight = self._in_flight
             self._during_retry_after = 0
             self._wait_windows: dict[str, list[WaitWindow]] = {}
@@ -406,12 +421,15 @@ class EmulatorStats:
         """When the first profile request since startup or the last reset arrived (wall clock)."""
         return self._first_arrival
 
-    def request_started(self, arrival: float) -> None:
+    def request_started(self, arrival: float) -> int:
+        """The request's number since startup or the last reset, 1 for the first."""
         with self._lock:
             self._in_flight += 1
+            self._arrived += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             if self._first_arrival is None:
                 self._first_arrival = arrival
+            return self._arrived
 
     def arrived_in_space(self, space_id: str, arrival: float) -> None:
         """Counts a request that arrived while a Retry-After told its client to wait.
@@ -424,18 +442,20 @@ class EmulatorStats:
             if any(window.start <= arrival for window in windows):
                 self._during_retry_after += 1
 
-    def open_wait_window(self, space_id: str, seconds: int, until_whole_second: bool) -> WaitWindow:
-        """Opens the wait a 429 with Retry-After is about to tell, just before its bytes are written.
+    def open_wait_window(self, space_id: str, retry_after: RetryAfter) -> WaitWindow | None:
+        """Opens the wait a 429 with Retry-After is about to tell, just before its bytes are written
+        (none if the header tells no wait a client can read).
 
         Every profile request that arrives from now until the wait is over counts in
         requests_during_retry_after: no grace for requests the client already had on their way,
         since a client that keeps requests in flight past a 429 does not honour it. The window
         opens as the 429 is handed to the socket rather than after: a thread descheduled between
-        its write and this call must not hide a request the client sent on reading the 429.
-        With `until_whole_second` the wait ends on a whole second, as an HTTP-date tells it."""
+        its write and this call must not hide a request the client sent on reading the 429."""
         with self._lock:
             start = time.time()
-            until = math.ceil(start + seconds) if until_whole_second else start + seconds
+            until = retry_after.window_end(start)
+            if until is None:
+                return None
             window = WaitWindow(start, until)
             self._wait_windows.setdefault(space_id, []).append(window)
             return window
@@ -563,14 +583,37 @@ def encode_cursor(fields_: dict) -> str:
     return base64.urlsafe_b64encode(to_json_bytes(fields_)).decode().rstrip("=")
 
 
-def decode_cursor(token: str, kind: str) -> dict:
+def _cursor_state(token: str) -> Any:
+    """What encode_cursor put in `token`; None if it is not such a token."""
     try:
-        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError):
-        raise ApiError(*INVALID_CURSOR) from None
+        return None
+
+
+def decode_cursor(token: str, kind: str) -> dict:
+    state = _cursor_state(token)
     if not isinstance(state, dict) or state.get("kind") != kind or not _is_count(state.get("offset")):
         raise ApiError(*INVALID_CURSOR)
     return state
+
+
+# The kind of the `next` of an empty page (fault_empty_has_more): it holds the `next` the page was
+# asked with, null for a first page.
+SKIPPED_PAGE = "skipped_page"
+
+
+def resume_skipped_page(request: ApiRequest) -> tuple[ApiRequest, bool]:
+    """A request that follows an empty page's `next` asks again for the page that was emptied: its
+    query with the `next` that page was asked with. True if it is such a request."""
+    token = request.query.get("next")
+    state = _cursor_state(token) if token else None
+    if not (isinstance(state, dict) and state.keys() == {"kind", "next"} and state["kind"] == SKIPPED_PAGE):
+        return request, False
+    query = {name: value for name, value in request.query.items() if name != "next"}
+    if isinstance(state["next"], str):
+        query["next"] = state["next"]
+    return request._replace(query=query), True
 
 
 def _is_count(value: Any) -> bool:
@@ -769,16 +812,32 @@ class ProfileApi:
         return {"data": items_in(slice(offset, end)), "cursor": self._cursor(request, limit, next_token)}
 
     def _cursor(self, request: ApiRequest, limit: int, next_token: str | None) -> dict:
-        """The url of the next page is relative for users and absolute for accounts: the real API
-        has been seen to answer both, and a client must follow either."""
         if next_token is None:
             return {**LAST_PAGE_CURSOR, "limit": limit}
-        params = {name: value for name, value in request.query.items() if name not in ("limit", "next")}
-        params.update(limit=limit, next=next_token)
+        return {"url": self._page_url(request, limit=limit, next=next_token), "has_more": True, "next": next_token, "limit": limit}
+
+    def _page_url(self, request: ApiRequest, **changes: Any) -> str:
+        """The url of `request` with `changes` to its query, last. Relative for users and absolute
+        for accounts: the real API has been seen to answer both, and a client must follow either."""
+        params = {name: value for name, value in request.query.items() if name not in changes}
+        params.update(changes)
         url = f"{request.route.path}?{urlencode(params, quote_via=quote)}"
         if request.route.collection == "accounts":
             url = f"http://{request.host}{url}"
-        return {"url": url, "has_more": True, "next": next_token, "limit": limit}
+        return url
+
+    def skipped_page(self, request: ApiRequest, cursor: dict) -> bytes:
+        """The page `request` was answered with (`cursor` its cursor), emptied: no items, and a
+        cursor that says has_more with a `next` that serves the page again (resume_skipped_page).
+        A first page of events is served again from a cursor pinned at the clock it was served
+        at, as its later pages are."""
+        replay = request.query.get("next") or None
+        if replay is None and request.route.resource == "events":
+            replay = EventsSelection.from_query(request.query, self.clock.now_ms).cursor_at(0)
+        token = encode_cursor({"kind": SKIPPED_PAGE, "next": replay})
+        page: dict = {"traits": {}} if request.route.resource == "traits" else {"data": []}
+        page["cursor"] = {**cursor, "url": self._page_url(request, next=token), "has_more": True, "next": token}
+        return to_json_bytes(page)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -811,6 +870,8 @@ class EmulatorServer(ThreadingHTTPServer):
         self.stats = EmulatorStats()
         self.limiter = SpaceRateLimiter()
         self.faults = FaultInjector(settings.fault_seed)
+        self.empty_pages = EmptyPageDraws(settings.fault_seed, dataset)
+        self.vanishing = VanishingProfiles(dataset, settings)
         self._expected_authorization = "Basic " + base64.b64encode(f"{settings.token}:".encode()).decode()
         self._parsed_schedule: tuple[str, tuple[tuple[float, float], ...]] = ("", ())
         super().__init__((settings.host, settings.port), ProfileApiHandler)
@@ -860,8 +921,15 @@ class EmulatorServer(ThreadingHTTPServer):
             return False
         return username == self.settings.token
 
-    def decide(self, path: str, query_string: str, headers, arrival: float) -> Outcome:
-        """Everything about a profile request but the sending: status, body, headers, faults."""
+    def reset_stats(self) -> None:
+        """A new run: the counters, and what counts from the first request (the rate limit
+        schedule, vanish_after_requests, empty_has_more_once)."""
+        self.stats.reset()
+        self.empty_pages.forget()
+
+    def decide(self, path: str, query_string: str, headers, arrival: float, number: int) -> Outcome:
+        """Everything about the `number`th profile request but the sending: status, body, headers,
+        faults."""
         settings = self.settings
         draw = self.faults.draw(settings)
         outcome = Outcome(query=_parse_query(query_string), delay_seconds=draw.latency_seconds)
@@ -894,25 +962,29 @@ class EmulatorServer(ThreadingHTTPServer):
             outcome.faults.append("reset")
             outcome.status = None
             return outcome
-        if draw.kind == "truncate":
-            outcome.faults.append("truncate")
-            outcome.truncate = True
+        if draw.kind in ("truncate", "reset_mid_body"):
+            outcome.faults.append(draw.kind)
+            outcome.cut = draw.kind
+        if self.vanishing.hides(route, number):
+            outcome.faults.append("vanished")
+            return outcome.fail(ApiError(*PROFILE_NOT_FOUND))
 
         try:
+            request, resumed = resume_skipped_page(ApiRequest(route, outcome.query, headers.get("Host") or self.url[7:]))
             outcome.status = 200
-            outcome.body = self.api.answer(ApiRequest(route, outcome.query, headers.get("Host") or self.url[7:]))
+            outcome.body = self.api.answer(request)
+            if not resumed and settings.fault_empty_has_more and route.resource in PAGED_RESOURCES:
+                cursor = json.loads(outcome.body).get("cursor")
+                if cursor is not None and self.empty_pages.strikes(settings, route):
+                    outcome.faults.append("empty_has_more")
+                    outcome.body = self.api.skipped_page(request, cursor)
         except ApiError as error:
             outcome.fail(error)
         return outcome
 
     def _too_many_requests(self, outcome: Outcome, wait_seconds: float) -> Outcome:
         outcome.fail(ApiError(429, "rate_limit_error", "Too many requests"))
-        mode = self.settings.retry_after
-        if mode != "none":
-            # Retry-After has whole seconds; the header is made when the 429 is sent (after any
-            # latency), so that the wait it tells starts when the client can read it.
-            outcome.retry_after_seconds = max(1, math.ceil(wait_seconds))
-            outcome.retry_after_mode = mode
+        outcome.retry_after = RetryAfter.for_wait(self.settings, wait_seconds)
         return outcome
 
 
@@ -1002,9 +1074,9 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
         server = self.server
         stats = server.stats
         arrival = time.time()
-        stats.request_started(arrival)
+        number = stats.request_started(arrival)
         try:
-            outcome = server.decide(path, query_string, self.headers, arrival)
+            outcome = server.decide(path, query_string, self.headers, arrival, number)
         except Exception:
             traceback.print_exc()
             outcome = Outcome(status=500, body=error_body(*SERVER_ERRORS[500]))
@@ -1022,12 +1094,11 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
                 headers.append(("Content-Encoding", "gzip"))
         window = None
-        if outcome.retry_after_seconds is not None:
-            http_date = outcome.retry_after_mode == "http-date"
-            window = stats.open_wait_window(outcome.space_id, outcome.retry_after_seconds, until_whole_second=http_date)
-            headers.append(("Retry-After", formatdate(window.until, usegmt=True) if http_date else str(outcome.retry_after_seconds)))
+        if outcome.retry_after is not None:
+            window = stats.open_wait_window(outcome.space_id, outcome.retry_after)
+            headers.append(("Retry-After", outcome.retry_after.header(window and window.until)))
         try:
-            self._send(outcome.status, body, headers, outcome.truncate)
+            self._send(outcome.status, body, headers, outcome.cut)
         except ConnectionError:
             self.close_connection = True
             if window is not None:
@@ -1041,7 +1112,7 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
             if route == ("GET", "stats"):
                 answer = server.stats_snapshot()
             elif route == ("POST", "stats/reset"):
-                server.stats.reset()
+                server.reset_stats()
                 answer = server.stats_snapshot()
             elif route == ("GET", "requests"):
                 answer = server.stats.requests()
@@ -1059,6 +1130,8 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
                     "users": server.dataset.user_lookup_ids,
                     "accounts": [account.lookup_id for account in server.dataset.accounts],
                 }
+            elif route == ("GET", "vanishing-profiles"):
+                answer = server.vanishing.describe()
             elif route == ("GET", "faults"):
                 answer = server.settings.runtime_knobs()
             elif route == ("POST", "faults"):
@@ -1096,9 +1169,10 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
         except ConnectionError:
             pass
 
-    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = (), truncate: bool = False) -> None:
-        """One write per response. A truncated response announces the full length, sends half of
-        the body and hangs up. The one Date header is the emulated clock's (the response is
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = (), cut: str | None = None) -> None:
+        """One write per response. A `cut` response announces the full length and sends half of
+        the body: "truncate" then hangs up as announced (Connection: close, FIN), "reset_mid_body"
+        aborts unannounced (RST). The one Date header is the emulated clock's (the response is
         written here, not through http.server's send_response, which would add the wall clock's)."""
         lines = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
@@ -1108,9 +1182,20 @@ class ProfileApiHandler(BaseHTTPRequestHandler):
             f"Date: {self.server.http_date()}",
         ]
         lines += [f"{name}: {value}" for name, value in headers]
-        if truncate:
-            self.close_connection = True
+        if cut:
             body = body[: len(body) // 2]
+        if cut == "truncate":
+            self.close_connection = True
         if self.close_connection:
             lines.append("Connection: close")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        if cut == "reset_mid_body":
+            self._abort()
+
+    def _abort(self) -> None:
+        """Hangs up with RST: with SO_LINGER 0 a close aborts the connection, and the client's
+        next read fails with ECONNRESET, where a plain close (FIN) would read as a clean end."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.rfile.close()  # the socket's last reference: the close happens now

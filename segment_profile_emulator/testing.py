@@ -65,8 +65,13 @@ class RunningEmulator:
 
     def set_faults(self, **knobs: Any) -> dict:
         """Changes runtime knobs (snake_case, as the CLI flags): faults, latency, rate limit and
-        schedule, gzip, max_list_limit, no_list_method."""
+        schedule, Retry-After, gzip, max_list_limit, no_list_method, vanishing profiles."""
         return self._admin("POST", "faults", knobs)
+
+    def vanishing_profiles(self) -> dict:
+        """{"after_requests": K, "users": [...], "accounts": [...]}: the lookup ids of the profiles
+        that answer 404 once K profile requests have arrived (vanish_* knobs)."""
+        return self._admin("GET", "vanishing-profiles")
 
     def _admin(self, method: str, route: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

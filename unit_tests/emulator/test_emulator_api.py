@@ -224,14 +224,21 @@ def test_traits_include_verbose_and_class(emulator, api, truth):
 # --- events -------------------------------------------------------------------------------------
 
 
-def test_events_are_newest_first_and_oldest_first_with_sort_asc(emulator, api, truth):
+@pytest.mark.parametrize("sort, newest_first", [(None, True), ("desc", True), ("asc", False)])
+def test_events_are_newest_first_by_default_and_with_sort_desc_and_oldest_first_with_sort_asc(
+    emulator, api, truth, sort, newest_first
+):
     user = first_user(truth, lambda user: 20 <= len(user["events"]) <= 200)
-    newest_first, _ = page_through(api, emulator, "users", user["lookup_id"], "events", "data", limit=7)
-    assert newest_first == user["events"]
-    timestamps = [event["timestamp"] for event in newest_first]
-    assert timestamps == sorted(timestamps, reverse=True)
-    oldest_first, _ = page_through(api, emulator, "users", user["lookup_id"], "events", "data", limit=7, sort="asc")
-    assert oldest_first == user["events"][::-1]
+    served, _ = page_through(api, emulator, "users", user["lookup_id"], "events", "data", limit=7, sort=sort)
+    assert served == (user["events"] if newest_first else user["events"][::-1])
+    timestamps = [event["timestamp"] for event in served]
+    assert timestamps == sorted(timestamps, reverse=newest_first) and timestamps[0] != timestamps[-1]
+
+
+def test_an_unknown_sort_is_a_400(emulator, api, truth):
+    response = get(api, emulator, "users", truth["users"][0]["lookup_id"], "events", sort="newest")
+    assert response.status_code == 400
+    assert response.json() == {"error": {"code": "validation_error", "message": "sort must be asc or desc"}}
 
 
 def test_events_start_is_inclusive_and_end_exclusive(emulator, api, truth):
@@ -301,6 +308,7 @@ def test_every_response_has_a_unique_request_id_and_json_content_type(emulator, 
 
 def test_ground_truth_is_what_the_endpoints_serve(emulator, api, truth):
     assert (truth["space_id"], truth["now"], truth["seed"]) == (emulator.space_id, "2026-11-20T10:00:00.000Z", 7)
+    assert truth["users"] and truth["accounts"]
     for user in truth["users"]:
         lookup_id = user["lookup_id"]
         traits, _ = page_through(api, emulator, "users", lookup_id, "traits", "traits", limit=200)

@@ -112,6 +112,9 @@ def test_switches_are_bare_flags_and_false_leaves_them_out():
         (dict(late_events="6,x"), "late_events must be hours"),
         (dict(late_events="400"), "late_events hours must be above 0 and below 336"),
         (dict(events_per_user=-1), "events_per_user must be a whole number"),
+        (dict(vanish_users=-1), "vanish_users must be a whole number >= 0"),
+        (dict(fault_truncate=0.6, fault_reset_mid_body=0.6), "fault_reset_mid_body must not exceed 1"),
+        (dict(retry_after_value="40\nX-Injected: 1"), "retry_after_value must be header text"),
     ],
 )
 def test_invalid_new_options_are_refused_with_a_message(options, message):

@@ -94,6 +94,41 @@ def test_retry_after_can_be_an_http_date():
         assert 0 < wait <= 2
 
 
+@pytest.mark.parametrize(
+    "value, tells_a_wait",
+    [("40", True), ("1e9", True), ("inf", True), ("Fri, 31 Dec 9999 23:59:59 GMT", True), ("soon", False), ("-5", False)],
+)
+def test_a_fixed_retry_after_is_sent_as_is_and_counted_as_the_wait_it_tells(value, tells_a_wait):
+    with running_emulator(users=5, rate_limit=1, retry_after="seconds", retry_after_value=value) as emulator:
+        with session_for(emulator) as session:
+            responses = [session.get(traits_url(emulator), timeout=10) for _ in range(3)]
+        assert [response.status_code for response in responses] == [200, 429, 429]
+        assert [response.headers.get("Retry-After") for response in responses] == [None, value, value]
+        assert responses[1].json() == RATE_LIMITED
+        # the third request came at once, while the second's Retry-After (if a client can read one) ran
+        assert emulator.stats()["requests_during_retry_after"] == (1 if tells_a_wait else 0)
+
+
+def test_a_fixed_retry_after_also_comes_with_the_429_storm_and_changes_while_running():
+    with running_emulator(users=5, rate_limit=0, fault_429=1) as emulator:
+        assert "Retry-After" not in status_and_retry_after(emulator)
+        emulator.set_faults(retry_after_value="40")
+        assert status_and_retry_after(emulator) == {"status": 429, "Retry-After": "40"}
+        emulator.set_faults(retry_after_value="")
+        assert "Retry-After" not in status_and_retry_after(emulator)
+        for invalid in ("40\r\nX-Injected: 1", "\x00", "\u20ac"):
+            with pytest.raises(urllib.error.HTTPError) as rejected:
+                emulator.set_faults(retry_after_value=invalid)
+            assert rejected.value.code == 400
+        assert emulator.stats()["faults"]["429"] == 3
+
+
+def status_and_retry_after(emulator):
+    with session_for(emulator) as session:
+        response = session.get(traits_url(emulator), timeout=10)
+    return {"status": response.status_code, **{name: value for name, value in response.headers.items() if name == "Retry-After"}}
+
+
 def test_a_burst_size_can_differ_from_the_rate():
     with running_emulator(users=5, rate_limit=1, rate_burst=3) as emulator:
         assert statuses_of(emulator, 4) == [200, 200, 200, 429]
@@ -173,6 +208,22 @@ def test_a_truncated_response_announces_the_full_length_and_sends_half():
         assert len(incomplete.value.partial) == length // 2
         connection.close()
         assert emulator.stats()["faults"]["truncate"] == 1
+
+
+def test_a_reset_mid_body_sends_the_headers_and_part_of_the_body_then_an_rst():
+    with running_emulator(users=5, rate_limit=0, fault_reset_mid_body=1) as emulator:
+        connection = raw_connection(emulator)
+        response = raw_get(connection, emulator)
+        assert response.status == 200 and int(response.headers["Content-Length"]) > 0
+        assert "Connection" not in response.headers  # unannounced, unlike a truncated answer
+        with pytest.raises(ConnectionResetError):
+            response.read()
+        connection.close()
+        with session_for(emulator) as session, pytest.raises(requests.exceptions.ChunkedEncodingError) as broken:
+            session.get(traits_url(emulator), timeout=10)
+        assert "Connection reset by peer" in str(broken.value)
+        stats = emulator.stats()
+        assert stats["faults"]["reset_mid_body"] == 2 and stats["by_status"] == {"200": 2}
 
 
 def test_slow_answers_and_latency_delay_responses():
