@@ -182,11 +182,13 @@ def format_v1(moment):
     ],
     ids=["unknown-shape", "version-1-without-a-timestamp", "version-2-without-a-timestamp"],
 )
-def test_unreadable_state_fails_with_a_config_error_that_says_to_reset(tmp_path, stream_state):
+def test_a_state_with_no_usable_watermark_fails_with_a_config_error_that_keeps_the_data(tmp_path, stream_state):
     with running_emulator(users=5, accounts=1, seed=5, now=FIXED_NOW, rate_limit=0) as emulator:
         truth = emulator.ground_truth()
         run = run_connector("read", tmp_path, emulator_config(emulator, truth), EVENTS_ONLY, state=events_state(stream_state))
         assert run.returncode != 0
-        errors = [error for error in run.errors if "Reset the user_events stream" in error["message"]]
+        errors = [error for error in run.errors if "Retain records" in error["message"]]
         assert errors and errors[0]["failure_type"] == "config_error"
+        # Issue 21: Reset is Airbyte's "Clear data", which deletes the only copy of old events.
+        assert all("reset" not in error["message"].lower() for error in run.errors)
         assert "Traceback" not in run.stderr

@@ -269,12 +269,12 @@ class UserIds:
             return
         if resume is not None and kind == LISTED and self.listing is not None:
             if not same_ids:
-                self._warn_restart(resume, "the configured ids may have changed since: they are all read again, then the listing goes on where it stopped")
+                self._warn_restart(resume, "the configured ids are all read again, then the listing goes on where it stopped")
                 yield from configured_pages(self._config.user_external_ids)
             yield from self._resumed(self.listing.pages(where), resume)
             return
         if resume is not None:
-            self._warn_restart(resume, "it does not fit this configuration (the configured ids changed, or the listing was turned off): the pass starts again from its first profile")
+            self._warn_restart(resume, "the pass starts again from its first profile")
         yield from configured_pages(self._config.user_external_ids)
         yield from self._listed_pages()
 
@@ -288,10 +288,15 @@ class UserIds:
         for number, page in enumerate(pages):
             yield dataclasses.replace(page, only=resume.pending) if number < resume.open_pages else page
 
-    @staticmethod
-    def _warn_restart(resume: ResumePoint, what: str) -> None:
+    def _warn_restart(self, resume: ResumePoint, what: str) -> None:
+        if resume.configured is None:
+            why = "it was written by connector 0.2.0, which did not note which list of configured ids it indexes"
+        elif resume.configured != self.fingerprint:
+            why = "the configured ids changed since"
+        else:
+            why = "it does not fit this configuration (the listing was turned off, or the position is not one this version writes)"
         logger.warning(
-            f"The interrupted attempt's reading position {resume.position!r} is not used: {what}. Profiles it "
+            f"The interrupted attempt's reading position {resume.position!r} is not used: {why}, so {what}. Profiles it "
             "had already read may be delivered again (append + dedup removes them); none is skipped, and every "
             "watermark in the state is kept."
         )
