@@ -7,13 +7,20 @@ while the wait was still running.
 
 import pytest
 
+from source_segment_profile.events_state import profiles_read_through
+from source_segment_profile.masking import profile_state_key
+
 from integration_tests.conftest import FIXED_NOW, emulator_config
 from integration_tests.connector_cli import STREAMS, configured_catalog, run_connector
 from integration_tests.ground_truth import as_multiset, expected_records
 from segment_profile_emulator.testing import running_emulator
 
 USERS, ACCOUNTS = 40, 5
-NO_FAULTS = dict(fault_429=0, fault_5xx=0, fault_reset=0, fault_truncate=0, fault_slow=0, retry_after="none", rate_limit=0, latency_ms=0)
+NO_FAULTS = dict(
+    fault_429=0, fault_5xx=0, fault_reset=0, fault_truncate=0, fault_slow=0, retry_after="none", rate_limit=0, latency_ms=0,
+    fault_reset_mid_body=0, fault_empty_has_more=0, empty_has_more_once=False, retry_after_value="",
+    vanish_users=0, vanish_accounts=0, vanish_after_requests=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,68 @@ def test_rate_limit_that_outlasts_the_maximum_wait_fails_naming_the_space(emulat
     # is always labelled config_error by the CDK itself.
     stream_errors = [error for error in run.errors if error["message"].startswith("Segment's rate limit")]
     assert stream_errors and {error["failure_type"] for error in stream_errors} == {"transient_error"}
+
+
+# --- issue 21: failure paths a user can trust --------------------------------------------------
+
+
+def test_connections_reset_mid_body_are_retried_and_nothing_is_lost(emulator, truth, tmp_path, faults):
+    faults(fault_reset_mid_body=0.05)
+    run = read_all(emulator, truth, tmp_path)
+    assert_exactly_once(run, truth)
+    assert emulator.stats()["faults"]["reset_mid_body"] > 0
+    assert any(line.startswith("Retrying ") and "after connection reset" in line for line in run.logs)
+
+
+def test_empty_pages_that_say_has_more_are_followed_and_nothing_is_lost(emulator, truth, tmp_path, faults):
+    faults(fault_empty_has_more=1.0, empty_has_more_once=True)
+    run = read_all(emulator, truth, tmp_path)
+    assert_exactly_once(run, truth)
+    assert emulator.stats()["faults"]["empty_has_more"] > 0
+
+
+def test_a_retry_after_longer_than_the_maximum_wait_fails_at_once_and_nothing_is_sent_after(emulator, truth, tmp_path, faults):
+    # 0.2.0 failed after 202 s here: the budget paused for the whole 40 s, again and again.
+    faults(fault_429=1.0, retry_after_value="40")
+    config = emulator_config(emulator, truth, rate_limit_max_wait_minutes=0.1, max_concurrency=16)
+    run = run_connector("read", tmp_path, config, configured_catalog(("user_traits",)))
+    assert run.returncode != 0
+    stream_errors = [error for error in run.errors if error["message"].startswith("Segment's rate limit")]
+    assert stream_errors and "asked to wait Retry-After 40 s" in stream_errors[0]["message"]
+    assert emulator.stats()["requests_total"] <= 16  # each worker's first request, and nothing after the failure
+
+
+def test_profiles_that_answer_404_for_one_sync_keep_their_watermark(emulator, truth, tmp_path, faults):
+    faults()
+    events = configured_catalog(("user_events",))
+    first = run_connector("read", tmp_path, emulator_config(emulator, truth), events)
+    assert first.returncode == 0
+    before = profiles_read_through(first.last_state_of("user_events")["stream"]["stream_state"])
+
+    faults(vanish_users=3)
+    vanished = emulator.vanishing_profiles()["users"]
+    second = run_connector("read", tmp_path, emulator_config(emulator, truth), events, state=[first.last_state_of("user_events")])
+
+    assert second.returncode == 0, [error["message"] for error in second.errors]
+    after = profiles_read_through(second.last_state_of("user_events")["stream"]["stream_state"])
+    assert set(after) == set(before) and len(after) == USERS
+    for lookup_id in vanished:
+        assert after[profile_state_key(lookup_id)] == before[profile_state_key(lookup_id)]
+    assert sum("answered 404" in line for line in second.logs) == 3
+    (summary,) = [line for line in second.logs if line.startswith("Summary user_events")]
+    assert "3 not found" in summary
+
+
+def test_a_sync_where_no_profile_is_found_fails_check_and_read_with_a_config_error(emulator, truth, tmp_path, faults):
+    faults(vanish_users=USERS, vanish_accounts=ACCOUNTS)
+    config = emulator_config(emulator, truth)
+
+    check = run_connector("check", tmp_path, config)
+    (status,) = [message["connectionStatus"] for message in check.messages if message["type"] == "CONNECTION_STATUS"]
+    assert status["status"] == "FAILED" and f"space '{emulator.space_id}'" in status["message"]
+
+    run = run_connector("read", tmp_path, config, configured_catalog(("user_traits", "account_traits")))
+    assert run.returncode != 0
+    for stream, count in (("user_traits", USERS), ("account_traits", ACCOUNTS)):
+        errors = [error for error in run.errors if error["message"].startswith(f"None of the {count} profiles {stream} looked up")]
+        assert errors and errors[0]["failure_type"] == "config_error", [error["message"] for error in run.errors]
