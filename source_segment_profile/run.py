@@ -1,6 +1,8 @@
 import logging
 import re
 import sys
+import threading
+import time
 from types import TracebackType
 from typing import Any, List, Mapping, Optional
 
@@ -23,6 +25,9 @@ from source_segment_profile.source import SourceSegmentProfile, load_config
 DATA_MESSAGE = re.compile(r'\{\s*"type"\s*:\s*"(?:RECORD|STATE)"')
 
 logger = logging.getLogger("airbyte")
+# Airbyte's platform ends a source that stays silent too long (metadata.yaml's
+# maxSecondsBetweenMessages); no phase of a sync may be: a wait on the API, a long retry.
+HEARTBEAT_SECONDS = 30.0
 
 
 class SegmentProfileEntrypoint(AirbyteEntrypoint):
@@ -46,6 +51,7 @@ class ProfileIdRedaction(logging.Filter):
     (urllib3's debug lines and requests' exception texts quote URLs, and URLs hold ids)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        Heartbeat.output_seen()
         record.msg, record.args = redact_profile_ids(record.getMessage()), ()
         if record.exc_info:
             record.exc_text = redact_profile_ids(logging.Formatter().formatException(record.exc_info))
@@ -67,6 +73,38 @@ def emit_uncaught(exception_type: type[BaseException], error: BaseException, tra
     print(redact_profile_ids(filter_secrets(orjson.dumps(AirbyteMessageSerializer.dump(trace)).decode())))
 
 
+class Heartbeat:
+    """A line whenever nothing was printed for HEARTBEAT_SECONDS, from a thread of its own, so
+    that a sync waiting on the API (a Retry-After, a slow answer, retries) is never silent."""
+
+    last_output = time.monotonic()  # every message and log line moves it (launch, ProfileIdRedaction)
+
+    @classmethod
+    def output_seen(cls) -> None:
+        cls.last_output = time.monotonic()
+
+    def __init__(self, seconds: float):
+        self._seconds = seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        Heartbeat.output_seen()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._seconds / 6):
+            silent = time.monotonic() - Heartbeat.last_output
+            if silent >= self._seconds:
+                logger.info(f"Heartbeat: still running, nothing new for {silent:.0f} s (waiting on the Profile API).")
+                PRINT_BUFFER.flush()
+
+
 def launch(source: Source, args: List[str]) -> None:
     """airbyte_cdk.entrypoint.launch, with SegmentProfileEntrypoint in its place and every line
     for people (logs, traces, check results) passed through the profile id redaction."""
@@ -76,9 +114,10 @@ def launch(source: Source, args: List[str]) -> None:
             handler.addFilter(ProfileIdRedaction())
     sys.excepthook = emit_uncaught
     parsed_args = entrypoint.parse_args(args)
-    with PRINT_BUFFER:
+    with PRINT_BUFFER, Heartbeat(HEARTBEAT_SECONDS):
         for message in entrypoint.run(parsed_args):
             print(f"{redact_message(message)}\n", end="")
+            Heartbeat.output_seen()
 
 
 def run() -> None:

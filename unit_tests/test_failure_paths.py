@@ -5,6 +5,7 @@ test_incremental_events.py.)"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -12,9 +13,12 @@ import pytest
 from airbyte_cdk.models import FailureType, Level, SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 
+import source_segment_profile.run as run_module
 from source_segment_profile.rate_budget import RateBudget
+from source_segment_profile.source import SourceSegmentProfile
 from unit_tests.builders import Reply, config, data_page, event, link, traits_page
-from unit_tests.conftest import events_state, run_read
+from unit_tests.conftest import events_state, run_read, write_json
+from unit_tests.local_server import LocalProfileServer
 
 pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
 
@@ -146,3 +150,16 @@ def test_a_0_2_0_checkpoint_inside_the_configured_ids_reads_them_all_again_rathe
     assert result.errors() == []
     assert sorted(record["external_id"] for record in result.records()) == ids
     assert any("is not used" in line for line in result.logs(Level.WARN))
+
+
+def test_a_silent_wait_on_the_api_prints_a_heartbeat(monkeypatch, capfd, tmp_path):
+    # Airbyte's platform ends a source silent for too long; a slow answer must not look like a hang.
+    monkeypatch.setattr(run_module, "HEARTBEAT_SECONDS", 0.3)
+    server = LocalProfileServer().handler("user_traits", "user_id:u1", lambda _request: (time.sleep(1.5), traits_page({}))[1])
+
+    with server.running():
+        run_module.launch(SourceSegmentProfile(), ["check", "--config", write_json(tmp_path / "config.json", config(api_base_url=server.url))])
+
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(line["type"] == "LOG" and line["log"]["message"].startswith("Heartbeat: still running") for line in lines)
+    assert [line["connectionStatus"]["status"] for line in lines if line["type"] == "CONNECTION_STATUS"] == ["SUCCEEDED"]
