@@ -1,13 +1,19 @@
-"""Sending one Profile API request: pacing, retries and the classification of every answer.
+"""Sending one Profile API request: pace, send, classify, then retry, step the page size down or raise.
 
-This is the only place that talks HTTP (through one `requests.Session`). Streams ask for a page and
-get either a decoded JSON body or one of the typed errors of `errors.py`.
+This is the only place that talks HTTP (through one `requests.Session`). A stream asks for a page
+and gets either the 2xx `requests.Response` (its body decoded by pages.py when the stream reads
+it) or one of the typed errors of `errors.py`.
+
+Not the CDK's HttpClient, ErrorHandler and BackoffStrategy: a 429 here cuts a rate shared by every
+stream before anyone waits, a Retry-After is checked against a wait allowed across one request's
+429s, a refused page size is stepped down for the endpoint, and every message masks the profile
+id; the CDK's ErrorResolution has no place for these, so its interfaces would only be called
+from this loop, as a second vocabulary for the same decisions.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import random
@@ -20,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import quote, urlsplit
 
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
@@ -41,15 +46,6 @@ from source_segment_profile.masking import mask_external_id
 from source_segment_profile.profile_reader import ReadingStopped
 from source_segment_profile.rate_budget import RateBudget, wait_unless_stopped
 
-# orjson parses integers exactly within [-2**63, 2**64) and silently turns the rest into floats;
-# traits hold such numbers. Those have 20+ digits, or 19 after a minus sign. The body's digits are
-# mapped to "0" and everything else but "-" to " " (bytes.translate, one C pass), and two substring
-# searches decide. A match inside a string only costs the slower exact parser.
-DIGITS_AS_ZEROS = bytes(b"0"[0] if chr(byte).isdigit() and byte < 128 else byte if byte == b"-"[0] else b" "[0] for byte in range(256))
-TWENTY_DIGITS = b"0" * 20
-NEGATIVE_NINETEEN_DIGITS = b"-" + b"0" * 19
-# A JSON text can only carry a lone UTF-16 surrogate as an escape, \uD800 to \uDFFF.
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 CONNECT_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "source-segment-profile (Airbyte connector)"
 RETRY_BASE_SECONDS = 0.5
@@ -68,26 +64,6 @@ RETRIED_STATUSES = frozenset({408})
 LIMIT_REFUSED = re.compile(r"^\W*limit\b|['\"`]limit['\"`]|\blimit\s*(must|should|is|exceeds|=|:)", re.IGNORECASE)
 
 logger = logging.getLogger("airbyte")
-
-
-@dataclass(frozen=True)
-class ApiPage:
-    """A decoded 2xx answer, with what an error about it would need to name."""
-
-    body: Any
-    raw: bytes
-    request_id: Optional[str]
-    url: str
-    endpoint: str
-    external_id: str
-    status: int
-    server_date: Optional[str] = None  # the answer's Date header: the API's clock
-
-    def unexpected(self, reason: str) -> UnexpectedResponse:
-        return UnexpectedResponse(
-            f"Unexpected answer (HTTP {self.status}) from {describe_request(self.endpoint, self.external_id, self.request_id)}: "
-            f"{reason}. Body starts: {body_excerpt(self.raw)!r}. If this persists, contact Segment support with the Request-Id."
-        )
 
 
 class RequestCounters:
@@ -135,6 +111,27 @@ class PageSizes:
         )
 
 
+@dataclass
+class Attempts:
+    """What one request met so far: retried failures and 429s."""
+
+    failures: int = 0
+    rate_limited: int = 0
+    rate_limited_since: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    url: str
+    params: Mapping[str, Any]
+    endpoint: str  # the stream (or "check", "list_users"): what messages and counters name
+    external_id: str  # "" when the request is not about one profile
+    page_size_cap: Optional[int]  # None: not paginated; else the client adds `limit`, at most this
+
+    def describe(self, request_id: Optional[str] = None) -> str:
+        return describe_request(self.endpoint, self.external_id, request_id)
+
+
 class ProfileApiClient:
     def __init__(
         self,
@@ -151,129 +148,138 @@ class ProfileApiClient:
         self.page_sizes = PageSizes(config.page_size)
         self._session = build_session(config)
 
-    def get_page(
-        self,
-        url: str,
-        params: Mapping[str, Any],
-        endpoint: str,
-        external_id: str,
-        page_size_cap: Optional[int] = None,
-        stopping: Optional[threading.Event] = None,
-    ) -> ApiPage:
+    def get(self, request: PageRequest, stopping: Optional[threading.Event] = None) -> requests.Response:
         """GETs one page, retrying what can be retried; raises a typed error for everything else.
 
-        `stopping`: once set (the sync failed elsewhere), no further attempt is made: ReadingStopped.
-
-        `page_size_cap`: the endpoint is paginated and takes at most this `limit`; the client adds
-        `limit` itself, so that a refused page size is stepped down in one place.
+        `stopping`: once set (the stream failed, or its reader left), nothing more is sent and the
+        request ends with ReadingStopped.
         """
-        failed_attempts = 0
-        rate_limited_since: Optional[float] = None
-        rate_limit_attempts = 0
+        attempts = Attempts()
         while True:
-            query = dict(params)
-            if page_size_cap:
-                query["limit"] = self.page_sizes.limit(endpoint, page_size_cap)
-            sent_at = self.budget.acquire(stopping)
-            if stopping is not None and stopping.is_set():
-                raise ReadingStopped()  # the stream failed or its reader left while this request waited
-            self.counters.add(endpoint, "requests")
+            params = self._with_page_size(request)
+            sent_at = self._pace(stopping)
             try:
-                response = self._session.get(url, params=query, timeout=self._timeouts, allow_redirects=False)
-                body = response.content  # the whole body, gunzipped; a cut-short body raises here
+                response = self._send(request, params, sent_at)
             except requests.RequestException as error:
-                # requests' own message quotes the URL, and the URL holds the profile id: only
-                # the failure's kind and reason go further.
-                failure, request_id = self._transport_failure(error, endpoint, external_id), None
-                self._log_request(url, external_id, f"failed ({failure})", sent_at, None)
-            else:
-                request_id = response.headers.get("request-id")
-                status = response.status_code
-                self._log_request(url, external_id, status, sent_at, request_id)
-                if status == 429:
-                    now = self._clock()
-                    rate_limited_since = now if rate_limited_since is None else rate_limited_since
-                    rate_limit_attempts += 1
-                    self.counters.add(endpoint, "rate_limited")
-                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    # Beyond the shared pause and cut, a request refused again and again backs off
-                    # on its own: the space may have less left than the budget's floor.
-                    own_wait = 0.0
-                    if retry_after is None and rate_limit_attempts > 1:
-                        own_wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, rate_limit_attempts - 1, RATE_LIMIT_MAX_BACKOFF_SECONDS)
-                    # Checked before anything waits: a wait that would end past the maximum fails now.
-                    self._fail_if_waiting_too_long(now - rate_limited_since, retry_after, own_wait, endpoint, external_id, request_id)
-                    self.budget.throttled(sent_at, retry_after)
-                    if own_wait:
-                        self._sleep(own_wait, stopping)
-                    continue
-                self.budget.accepted()
-                if 200 <= status < 300:
-                    return decoded_page(body, url, endpoint, external_id, request_id, status, response.headers.get("date"))
-                if status == 404:
-                    raise ProfileNotFound(request_id)
-                if status in (401, 403):
-                    raise CredentialsRejected(
-                        f"The Profile API answered {status} for space '{self._config.space_id}' "
-                        f"({describe_request(endpoint, external_id, request_id)}): check the access token and "
-                        "the space id in Unify > Unify settings > API access; the token must belong to this space."
-                    )
-                if status == 400 and "limit" in query and query["limit"] > 1 and refuses_page_size(body):
-                    self.page_sizes.refused(endpoint, query["limit"], describe_request(endpoint, external_id, request_id))
-                    continue
-                if status >= 500 or status in RETRIED_STATUSES:
-                    failure = f"HTTP {status}"
-                else:
-                    raise UnexpectedResponse(
-                        f"The Profile API refused {describe_request(endpoint, external_id, request_id)} with "
-                        f"HTTP {status}: {body_excerpt(body)!r}. This is not retried; check "
-                        "'trait_names' and the id, or report it with the Request-Id.",
-                        status=status,
-                        request_id=request_id,
-                    )
-            failed_attempts += 1
-            if failed_attempts > self._config.max_retries:
-                raise TransientApiError(
-                    f"{describe_request(endpoint, external_id, request_id)} at {self._config.host} failed {failed_attempts} times, "
-                    f"last with {failure}. The Profile API or the network is unstable; the sync can be retried, "
-                    "and if this persists, report it to Segment support with the Request-Id."
-                )
-            self.counters.add(endpoint, "retries")
-            logger.info(
-                f"Retrying {describe_request(endpoint, external_id, request_id)} after {failure} "
-                f"(attempt {failed_attempts} of {self._config.max_retries})."
-            )
-            self._sleep(exponential_backoff(RETRY_BASE_SECONDS, failed_attempts, RETRY_MAX_SECONDS), stopping)
-            if stopping is not None and stopping.is_set():
-                raise ReadingStopped()
+                failure, response = self._transport_failure(request, error), None
+            if response is None:
+                # Outside the `except`: requests' exception, chained, would print the URL and the id.
+                self._retry_or_raise(request, failure, None, attempts, stopping)
+                continue
+            if response.status_code == 429:
+                self._slow_down(request, response, sent_at, attempts, stopping)
+                continue
+            self.budget.accepted()
+            if 200 <= response.status_code < 300:
+                return response
+            if self._page_size_refused(request, params, response):
+                continue
+            self._retry_or_raise(request, self._failure_of(request, response), response.headers.get("request-id"), attempts, stopping)
 
-    def _fail_if_waiting_too_long(
-        self, waited: float, retry_after: Optional[float], own_wait: float, endpoint: str, external_id: str, request_id: Optional[str]
-    ) -> None:
+    def _with_page_size(self, request: PageRequest) -> dict[str, Any]:
+        if not request.page_size_cap:
+            return dict(request.params)
+        return {**request.params, "limit": self.page_sizes.limit(request.endpoint, request.page_size_cap)}
+
+    def _pace(self, stopping: Optional[threading.Event]) -> float:
+        """Waits for the budget's next slot; raises ReadingStopped if the reading stopped meanwhile."""
+        sent_at = self.budget.acquire(stopping)
+        if stopping is not None and stopping.is_set():
+            raise ReadingStopped()
+        return sent_at
+
+    def _send(self, request: PageRequest, params: Mapping[str, Any], sent_at: float) -> requests.Response:
+        self.counters.add(request.endpoint, "requests")
+        try:
+            response = self._session.get(request.url, params=params, timeout=self._timeouts, allow_redirects=False)
+            response.content  # the whole body, gunzipped: a cut-short body raises here  # noqa: B018
+        except requests.RequestException as error:
+            self._log_request(request, f"failed ({type(error).__name__})", sent_at, None)
+            raise
+        self._log_request(request, response.status_code, sent_at, response.headers.get("request-id"))
+        return response
+
+    def _slow_down(self, request: PageRequest, response: requests.Response, sent_at: float, attempts: Attempts, stopping: Optional[threading.Event]) -> None:
+        """A 429: the shared rate is cut (and paused for a Retry-After); a request refused again and
+        again also backs off on its own, since the space may have less left than the budget's floor."""
+        now = self._clock()
+        attempts.rate_limited += 1
+        attempts.rate_limited_since = now if attempts.rate_limited_since is None else attempts.rate_limited_since
+        self.counters.add(request.endpoint, "rate_limited")
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        own_wait = 0.0
+        if retry_after is None and attempts.rate_limited > 1:
+            own_wait = exponential_backoff(RATE_LIMIT_BASE_SECONDS, attempts.rate_limited - 1, RATE_LIMIT_MAX_BACKOFF_SECONDS)
+        # Checked before anything waits: a wait that would end past the maximum fails now.
+        self._fail_if_waiting_too_long(request, now - attempts.rate_limited_since, retry_after, own_wait, response.headers.get("request-id"))
+        self.budget.throttled(sent_at, retry_after)
+        if own_wait:
+            self._sleep(own_wait, stopping)
+
+    def _page_size_refused(self, request: PageRequest, params: Mapping[str, Any], response: requests.Response) -> bool:
+        """True (and the endpoint's page size halved) when a 400 refuses the `limit` asked for."""
+        limit = params.get("limit")
+        if response.status_code != 400 or not limit or limit <= 1 or not refuses_page_size(response.content):
+            return False
+        self.page_sizes.refused(request.endpoint, limit, request.describe(response.headers.get("request-id")))
+        return True
+
+    def _failure_of(self, request: PageRequest, response: requests.Response) -> str:
+        """A retried answer's description (5xx, 408); raises the typed error of every other one."""
+        status, request_id = response.status_code, response.headers.get("request-id")
+        if status >= 500 or status in RETRIED_STATUSES:
+            return f"HTTP {status}"
+        if status == 404:
+            raise ProfileNotFound(request_id)
+        if status in (401, 403):
+            raise CredentialsRejected(
+                f"The Profile API answered {status} for space '{self._config.space_id}' ({request.describe(request_id)}): "
+                "check the access token and the space id in Unify > Unify settings > API access; the token must belong to this space."
+            )
+        raise UnexpectedResponse(
+            f"The Profile API refused {request.describe(request_id)} with HTTP {status}: {body_excerpt(response.content)!r}. "
+            "This is not retried; check 'trait_names' and the id, or report it with the Request-Id.",
+            status=status,
+            request_id=request_id,
+        )
+
+    def _retry_or_raise(self, request: PageRequest, failure: str, request_id: Optional[str], attempts: Attempts, stopping: Optional[threading.Event]) -> None:
+        """Backs off before the next attempt, or raises TransientApiError once the retries are spent."""
+        attempts.failures += 1
+        if attempts.failures > self._config.max_retries:
+            raise TransientApiError(
+                f"{request.describe(request_id)} at {self._config.host} failed {attempts.failures} times, last with {failure}. "
+                "The Profile API or the network is unstable; the sync can be retried, and if this persists, report it to "
+                "Segment support with the Request-Id."
+            )
+        self.counters.add(request.endpoint, "retries")
+        logger.info(f"Retrying {request.describe(request_id)} after {failure} (attempt {attempts.failures} of {self._config.max_retries}).")
+        self._sleep(exponential_backoff(RETRY_BASE_SECONDS, attempts.failures, RETRY_MAX_SECONDS), stopping)
+
+    def _fail_if_waiting_too_long(self, request: PageRequest, waited: float, retry_after: Optional[float], own_wait: float, request_id: Optional[str]) -> None:
         """Raises RateLimitExhausted when the next wait would end past 'rate_limit_max_wait_minutes'."""
         max_wait = self._config.rate_limit_max_wait_seconds
-        told = f"Retry-After {retry_after:.0f} s" if retry_after is not None and retry_after > max_wait else None
         if waited + (retry_after if retry_after is not None else own_wait) <= max_wait:
             return
         what = (
-            f"asked to wait {told}, more than 'rate_limit_max_wait_minutes' allows ({max_wait:.0f} s)"
-            if told
+            f"asked to wait Retry-After {retry_after:.0f} s, more than 'rate_limit_max_wait_minutes' allows ({max_wait:.0f} s)"
+            if retry_after is not None and retry_after > max_wait
             else f"kept answering 429 for {waited:.0f} s, and the next wait would pass 'rate_limit_max_wait_minutes' ({max_wait:.0f} s)"
         )
         raise RateLimitExhausted(
             f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, shared with every "
-            f"other caller) {what} on {describe_request(endpoint, external_id, request_id)}. Lower 'requests_per_second', "
+            f"other caller) {what} on {request.describe(request_id)}. Lower 'requests_per_second', "
             "sync when the space is less busy, or raise the maximum wait."
         )
 
-    def _transport_failure(self, error: requests.RequestException, endpoint: str, external_id: str) -> str:
+    def _transport_failure(self, request: PageRequest, error: requests.RequestException) -> str:
         """The failure in words that hold no URL; raises TransportMisconfigured for what no retry fixes."""
         reason, misconfigured = transport_failure_reason(error, self._config.request_timeout_seconds)
         if misconfigured:
             raise TransportMisconfigured(
-                f"Could not connect to the Profile API at {self._config.host} for {describe_request(endpoint, external_id, None)}: "
-                f"{reason}. This is a configuration problem, not retried: check 'api_base_url' and 'region', and the "
-                "proxy and CA settings of the machine that runs the connector (HTTPS_PROXY, REQUESTS_CA_BUNDLE)."
+                f"Could not connect to the Profile API at {self._config.host} for {request.describe()}: {reason}. This is a "
+                "configuration problem, not retried: check 'api_base_url' and 'region', and the proxy and CA settings of the "
+                "machine that runs the connector (HTTPS_PROXY, REQUESTS_CA_BUNDLE)."
             ) from None  # requests' exception, chained, would print the URL and so the id
         return reason
 
@@ -281,13 +287,13 @@ class ProfileApiClient:
     def _timeouts(self) -> tuple[float, float]:
         return (min(CONNECT_TIMEOUT_SECONDS, self._config.request_timeout_seconds), self._config.request_timeout_seconds)
 
-    def _log_request(self, url: str, external_id: str, outcome: Any, sent_at: float, request_id: Optional[str]) -> None:
-        """One debug line per request (`read --debug`): never the token, the header or an email in clear."""
+    def _log_request(self, request: PageRequest, outcome: Any, sent_at: float, request_id: Optional[str]) -> None:
+        """One debug line per request (`read --debug`): never the token, the header or an id in clear."""
         if not logger.isEnabledFor(logging.DEBUG):
             return
-        path = urlsplit(url).path
-        if external_id:
-            path = path.replace(f"/{quote(external_id, safe=':')}/", f"/{mask_external_id(external_id)}/")
+        path = urlsplit(request.url).path
+        if request.external_id:
+            path = path.replace(f"/{quote(request.external_id, safe=':')}/", f"/{mask_external_id(request.external_id)}/")
         milliseconds = (self._clock() - sent_at) * 1000
         logger.debug(f"GET {path} -> {outcome} in {milliseconds:.0f} ms (Request-Id {request_id or 'none'})")
 
@@ -310,57 +316,6 @@ def build_session(config: ConnectorConfig) -> requests.Session:
         }
     )
     return session
-
-
-def decoded_page(
-    body: bytes, url: str, endpoint: str, external_id: str, request_id: Optional[str], status: int, server_date: Optional[str]
-) -> ApiPage:
-    page = ApiPage(None, body, request_id, url, endpoint, external_id, status, server_date)
-    return dataclasses.replace(page, body=decode_json_object(page))
-
-
-def decode_json_object(page: ApiPage) -> dict[str, Any]:
-    """The page's raw body as a JSON object, or the error that says it is not one.
-
-    orjson is several times faster; the stdlib parser takes the bodies orjson cannot read exactly
-    (integers beyond 64 bits) or at all (lone UTF-16 surrogate escapes, which JavaScript clients
-    send in traits, and bytes that are not UTF-8). Strings that cannot be UTF-8 are delivered
-    with U+FFFD in place of what cannot be encoded, so that one odd trait never fails a sync.
-    """
-    raw = page.raw
-    digits = raw.translate(DIGITS_AS_ZEROS)
-    body: Any = None
-    if TWENTY_DIGITS not in digits and NEGATIVE_NINETEEN_DIGITS not in digits:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    if body is None:
-        try:
-            body = json.loads(raw.decode("utf-8", errors="replace"))
-        except json.JSONDecodeError:
-            raise page.unexpected("the body is not JSON") from None
-        if SURROGATE_ESCAPE.search(raw):
-            body = without_lone_surrogates(body)
-    if not isinstance(body, dict):
-        raise page.unexpected("the body is not a JSON object")
-    return body
-
-
-def without_lone_surrogates(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            # Through UTF-16, valid pairs join into one character; lone halves become U+FFFD.
-            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if isinstance(value, dict):
-        return {without_lone_surrogates(key): without_lone_surrogates(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [without_lone_surrogates(item) for item in value]
-    return value
 
 
 def refuses_page_size(body: bytes) -> bool:

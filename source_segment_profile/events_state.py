@@ -212,12 +212,6 @@ class EventsState:
         return {self._watermarks[indexes[start]]: group for start, group in zip(starts, np.split(keys, starts[1:]))}
 
 
-def state_reading_through(read_through: Mapping[str, datetime]) -> dict[str, Any]:
-    """The state that says each profile id's events were read through its watermark (for fixtures)."""
-    keys = np.array([profile_key(external_id) for external_id in read_through], dtype=np.uint64)
-    return EventsState.from_read_through(keys, list(read_through.values())).message()
-
-
 def profiles_read_through(stream_state: Mapping[str, Any]) -> dict[str, datetime]:
     """Profile key (`masking.profile_state_key`) -> the watermark a user_events state says it was read
     through: the state decoded, for tests, benchmarks and whoever inspects a stored state."""

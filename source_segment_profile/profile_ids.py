@@ -13,15 +13,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from urllib.parse import quote
-
 from airbyte_cdk.models import FailureType
 
-from source_segment_profile.api_client import ProfileApiClient
+from source_segment_profile.api_client import PageRequest, ProfileApiClient
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import ProfileApiError, ProfileNotFound, UnexpectedResponse
 from source_segment_profile.masking import profile_state_key
-from source_segment_profile.pagination import ProfileCursorPaginator
+from source_segment_profile.pages import ApiPage, page_of
+from source_segment_profile.pagination import PageGuard, cursor_token
+from source_segment_profile.profile_urls import USER_LISTING_PATH, space_url
 
 # Segment's docs: "list methods ... take at least two parameters: next and limit", limit 1..100.
 LIST_PAGE_SIZE = 100
@@ -177,7 +177,7 @@ class UserListing:
 
     def __init__(self, config: ConnectorConfig, client: ProfileApiClient):
         self._client = client
-        self._url = f"{config.base_url}/v1/spaces/{quote(config.space_id, safe='')}/collections/users/profiles"
+        self._url = space_url(config.base_url, config.space_id) + USER_LISTING_PATH
         self._space_id = config.space_id
 
     def probe(self) -> None:
@@ -185,7 +185,7 @@ class UserListing:
         self._page(FIRST_LISTING_TOKEN, limit_one=True)
 
     def pages(self, start_token: str = FIRST_LISTING_TOKEN) -> Iterator[IdPage]:
-        paginator = ProfileCursorPaginator()
+        guard = PageGuard()
         token: Optional[str] = start_token
         while token is not None:
             page = self._page(token)
@@ -193,12 +193,15 @@ class UserListing:
             if not isinstance(data, list) or not all(isinstance(item, dict) and isinstance(item.get("segment_id"), str) for item in data):
                 raise page.unexpected("'data' is not a list of objects with a 'segment_id'")
             yield IdPage(f"{LISTED}:{token}", [f"segment_id:{item['segment_id']}" for item in data])
-            token = paginator.next_token(page, len(data))
+            token = cursor_token(page)
+            if token is not None:
+                guard.follow(token, page, empty=not data)
 
-    def _page(self, token: str, limit_one: bool = False) -> Any:
+    def _page(self, token: str, limit_one: bool = False) -> ApiPage:
         params = {"next": token, **({"limit": 1} if limit_one else {})}
         try:
-            return self._client.get_page(self._url, params, LISTING_ENDPOINT, "", None if limit_one else LIST_PAGE_SIZE)
+            response = self._client.get(PageRequest(self._url, params, LISTING_ENDPOINT, "", None if limit_one else LIST_PAGE_SIZE))
+            return page_of(response, LISTING_ENDPOINT, "")
         except (ProfileNotFound, UnexpectedResponse) as error:
             status = 404 if isinstance(error, ProfileNotFound) else error.status
             if status not in (400, 404):

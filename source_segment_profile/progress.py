@@ -84,7 +84,8 @@ class StreamProgress:
     def _rate_now(self) -> str:
         """The shared rate as it stands (other streams' 429s cut it too): what a platform operator
         watching a contended space wants to see."""
-        return f"rate now {self.budget.rate:.1f}/s after {self.budget.cuts} cuts"
+        paused = f", paused {self.budget.seconds_paused:.0f} s for Retry-After" if self.budget.seconds_paused else ""
+        return f"rate now {self.budget.rate:.1f}/s after {self.budget.cuts} cuts{paused}"
 
     def _requests(self) -> int:
         return self.counters.get(self.stream, "requests") - self._requests_at_start

@@ -120,8 +120,7 @@ class RateBudget:
         self._paused_until = now
         self._changes = 0  # cuts and pauses so far: a waiting thread whose count is stale queues again
         self._last_cut_at = float("-inf")
-        self.requests_granted = 0
-        self.rate_limited = 0
+        # For the progress and summary lines: what a platform operator watching a shared space reads.
         self.cuts = 0
         self.seconds_paused = 0.0
 
@@ -148,7 +147,6 @@ class RateBudget:
                     # A cut or a pause came while this thread waited: its slot was spaced for the
                     # old rate (or falls in the pause), so it queues again at the new spacing.
                     continue
-                self.requests_granted += 1
                 return slot
 
     def accepted(self) -> None:
@@ -158,7 +156,6 @@ class RateBudget:
     def throttled(self, sent_at: float, retry_after_seconds: Optional[float] = None) -> None:
         with self._lock:
             now = self._clock()
-            self.rate_limited += 1
             new_event = sent_at >= self._last_cut_at
             if new_event:
                 unpaused_since = self._paused_until if self._paused_until <= now else now

@@ -13,13 +13,14 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.sources.utils.casing import camel_to_snake
 
-from source_segment_profile.api_client import ProfileApiClient, basic_auth_header
+from source_segment_profile.api_client import PageRequest, ProfileApiClient, basic_auth_header
 from source_segment_profile.config import ConfigError, ConnectorConfig, ids_segment_would_not_match, parse_config
 from source_segment_profile.errors import CredentialsRejected, ProfileApiError, ProfileNotFound, TransientApiError, profiles_not_found
 from source_segment_profile.masking import mask_id_list, register_configured_ids
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, UserIds, UserListing
 from source_segment_profile.progress import unmatchable_ids_warning
-from source_segment_profile.profile_urls import profile_url
+from source_segment_profile.pages import page_of
+from source_segment_profile.profile_urls import profile_path, space_url
 from source_segment_profile.rate_budget import RateBudget
 from source_segment_profile.streams import (
     AccountExternalIds,
@@ -145,7 +146,8 @@ def probe_profiles(client: ProfileApiClient, config: ConnectorConfig, collection
     probed = external_ids[:CHECK_PROBED_PROFILES]
     for position, external_id in enumerate(probed):
         try:
-            client.get_page(profile_url(config.base_url, config.space_id, collection, external_id, "traits"), {"limit": 1}, "check", external_id)
+            url = space_url(config.base_url, config.space_id) + profile_path(collection, external_id, "traits")
+            page_of(client.get(PageRequest(url, {"limit": 1}, "check", external_id, None)), "check", external_id)  # the body must be the API's JSON
         except ProfileNotFound:
             continue
         if position:

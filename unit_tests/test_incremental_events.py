@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airbyte_cdk.models import FailureType, Level, SyncMode, Type
 
-from source_segment_profile import key_sets, streams
+from source_segment_profile import key_sets, stream_state, streams
 from source_segment_profile import events_state as events_state_module
 from source_segment_profile.events_state import EventsState, format_timestamp, profiles_read_through
 from source_segment_profile.masking import profile_key, profile_state_key
@@ -299,7 +299,7 @@ def test_a_profile_that_answers_404_for_one_sync_keeps_its_watermark(api):
 def test_a_profile_whose_reading_failed_keeps_its_old_watermark(api, monkeypatch):
     # A failed stream writes no final state: a checkpoint after each profile, with one worker
     # reading "ok" first, gives a state written while "broken" was being read.
-    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 1)
+    monkeypatch.setattr(stream_state, "CHECKPOINT_EVERY_PROFILES", 1)
     api_clock(api)
     api.pages("user_events", "user_id:ok", data_page([event("m1", at("11:00"))]))
     api.replies("user_events", "user_id:broken", Reply.error(500))
@@ -532,7 +532,7 @@ def test_an_interrupted_sync_resumes_from_its_last_checkpoint(api):
 def test_checkpoints_come_every_16th_of_the_profiles_in_the_state_so_a_sync_writes_under_20x_its_final_state(api, monkeypatch):
     """Every checkpoint names every profile (read now at the new watermark, or not yet at its old
     one), so it is as large as the final state: a sync writes at most ~17 of them."""
-    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 10)  # the floor, for small states
+    monkeypatch.setattr(stream_state, "CHECKPOINT_EVERY_PROFILES", 10)  # the floor, for small states
     api_clock(api, "2026-11-21T12:00:00Z")
     ids = [f"user_id:u{n:03d}" for n in range(480)]
     for profile in ids:
@@ -549,7 +549,7 @@ def test_checkpoints_come_every_16th_of_the_profiles_in_the_state_so_a_sync_writ
 
 
 def test_in_a_first_sync_checkpoints_space_out_as_the_state_grows(api, monkeypatch):
-    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_PROFILES", 10)
+    monkeypatch.setattr(stream_state, "CHECKPOINT_EVERY_PROFILES", 10)
     api_clock(api)
     ids = [f"user_id:u{n:04d}" for n in range(1000)]
     for profile in ids:

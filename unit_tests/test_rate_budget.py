@@ -45,7 +45,7 @@ def test_a_429_cuts_the_rate_to_seven_tenths():
     budget.throttled(sent_at)
 
     assert budget.rate == pytest.approx(10.0 * CUT_FACTOR) == pytest.approx(7.0)
-    assert budget.cuts == 1 and budget.rate_limited == 1
+    assert budget.cuts == 1
 
 
 def test_a_second_429_for_a_request_sent_before_the_cut_does_not_cut_again():
@@ -58,7 +58,6 @@ def test_a_second_429_for_a_request_sent_before_the_cut_does_not_cut_again():
     budget.throttled(second)
 
     assert budget.cuts == 1
-    assert budget.rate_limited == 2
     assert budget.rate == pytest.approx(7.0, abs=0.01)
 
 
@@ -270,7 +269,6 @@ def test_a_retry_after_holds_every_waiting_thread_and_releases_them_one_slot_apa
     assert slots[0] == pytest.approx(START + 2.0)  # not before the pause ends
     gaps = [later - earlier for earlier, later in zip(slots, slots[1:])]
     assert all(gap >= 1 / 10.0 for gap in gaps), gaps  # spaced at the (cut) rate: no herd
-    assert budget.requests_granted == 5
 
 
 # --- through the connector ------------------------------------------------------------------

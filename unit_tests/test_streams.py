@@ -379,8 +379,9 @@ def test_404_warnings_mask_every_id_type(api, missing, masked, hidden):
         assert hidden not in result.all_text()
 
 
-def test_the_cdk_response_interface_reads_a_page_as_the_sync_does():
-    """parse_response/next_page_token (HttpStream's interface) agree with the sync's own page reading."""
+def test_the_cdk_response_interface_reads_a_page_for_a_profiles_slice():
+    """parse_response/next_page_token (HttpStream's interface, which the engine drives) read a
+    response for the profile of the slice they are given."""
     streams = {stream.name: stream for stream in SourceSegmentProfile().streams(config(user_external_ids=["email:a+b@x.com"]))}
     response = requests.Response()
     response.status_code = 200
@@ -390,9 +391,9 @@ def test_the_cdk_response_interface_reads_a_page_as_the_sync_does():
         {"data": [{"message_id": "m1", "timestamp": "2026-11-20T10:00:00Z"}], "cursor": {"has_more": True, "next": "tok", "url": ""}}
     ).encode()
 
-    events = streams["user_events"]
-    assert list(events.parse_response(response)) == [
+    events, profile = streams["user_events"], {"external_id": "email:a+b@x.com"}
+    assert list(events.parse_response(response, stream_slice=profile)) == [
         {"message_id": "m1", "messageId": "m1", "timestamp": "2026-11-20T10:00:00Z", "external_id": "email:a+b@x.com"}
     ]
-    assert events.next_page_token(response) == {"next": "tok"}
-    assert streams["user_metadata"].next_page_token(response) is None  # metadata is not paginated
+    assert events.next_page_token(response, stream_slice=profile) == {"next": "tok"}
+    assert streams["user_metadata"].next_page_token(response, stream_slice=profile) is None  # metadata is not paginated
