@@ -1,4 +1,4 @@
-"""The benchmark's reading of connector output and of its own arguments (benchmarks/run.py):
+"""The benchmark's reading of connector output and of its own arguments (benchmarks/):
 whatever the block boundaries, every record line counts once, the first and last are kept, the last
 state of each stream and the errors are decoded; saved output yields the user_events keys."""
 
@@ -6,19 +6,9 @@ import json
 
 import pytest
 
-from benchmarks.run import (
-    GROUPS,
-    ROWS,
-    OutputTally,
-    batches,
-    code_lines,
-    emitted_at,
-    event_digest,
-    event_digests,
-    event_keys,
-    ground_truth_users,
-    selected_rows,
-)
+from benchmarks.connector_output import OutputTally, emitted_at, event_digest, event_digests, event_keys, ground_truth_users
+from benchmarks.lines_of_code import code_lines
+from benchmarks.run import GROUPS, ROWS, batches, selected_rows
 
 
 def compact(message: dict) -> bytes:
