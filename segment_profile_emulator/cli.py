@@ -10,8 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
-from .dataset import build_dataset, ground_truth_chunks, to_json_bytes
-from .server import MAX_PAGE_LIMIT, RETRY_AFTER_MODES, EmulatorServer, EmulatorSettings
+from .dataset import build_dataset
+from .formats import to_json_bytes
+from .ground_truth import ground_truth_chunks
+from .server import EmulatorServer
+from .settings import MAX_PAGE_LIMIT, RETRY_AFTER_MODES, EmulatorSettings
 
 DEFAULTS = EmulatorSettings()
 

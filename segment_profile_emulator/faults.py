@@ -10,10 +10,14 @@ import threading
 from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from .dataset import Dataset, stable_hash
+from .formats import to_json_bytes
+from .paging import EventsSelection, cursor_state, encode_cursor, page_url
+from .randomness import stable_hash
 
 if TYPE_CHECKING:
-    from .server import EmulatorSettings, Route
+    from .dataset import Dataset
+    from .routes import ApiRequest, Route
+    from .settings import EmulatorSettings
 
 # The exclusive faults, in the order their probabilities share one roll.
 EXCLUSIVE_FAULTS = ("429", "5xx", "reset", "truncate", "reset_mid_body")
@@ -184,3 +188,35 @@ class EmptyPageDraws:
             if settings.empty_has_more_once:
                 self._emptied.add(key)
             return True
+
+
+# The kind of the `next` of an empty page (fault_empty_has_more): it holds the `next` the page was
+# asked with, null for a first page.
+SKIPPED_PAGE = "skipped_page"
+
+
+def resume_skipped_page(request: ApiRequest) -> tuple[ApiRequest, bool]:
+    """A request that follows an empty page's `next` asks again for the page that was emptied: its
+    query with the `next` that page was asked with. True if it is such a request."""
+    token = request.query.get("next")
+    state = cursor_state(token) if token else None
+    if not (isinstance(state, dict) and state.keys() == {"kind", "next"} and state["kind"] == SKIPPED_PAGE):
+        return request, False
+    query = {name: value for name, value in request.query.items() if name != "next"}
+    if isinstance(state["next"], str):
+        query["next"] = state["next"]
+    return request._replace(query=query), True
+
+
+def skipped_page(request: ApiRequest, cursor: dict, now_ms: int) -> bytes:
+    """The page `request` was answered with (`cursor` its cursor), emptied: no items, and a
+    cursor that says has_more with a `next` that serves the page again (resume_skipped_page).
+    A first page of events is served again from a cursor pinned at the clock it was served
+    at, as its later pages are."""
+    replay = request.query.get("next") or None
+    if replay is None and request.route.resource == "events":
+        replay = EventsSelection.from_query(request.query, now_ms).cursor_at(0)
+    token = encode_cursor({"kind": SKIPPED_PAGE, "next": replay})
+    page: dict = {"traits": {}} if request.route.resource == "traits" else {"data": []}
+    page["cursor"] = {**cursor, "url": page_url(request, next=token), "has_more": True, "next": token}
+    return to_json_bytes(page)

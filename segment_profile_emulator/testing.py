@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .server import EmulatorSettings
+from .settings import EmulatorSettings
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 # A space of 100,000 users takes about 20 s to index on a 2-core machine (cli.main prints the time).

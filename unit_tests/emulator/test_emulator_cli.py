@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from segment_profile_emulator.dataset import build_dataset, ground_truth
+from segment_profile_emulator.dataset import build_dataset
+from segment_profile_emulator.ground_truth import ground_truth
 from segment_profile_emulator.testing import emulator_command, running_emulator
 
 NOW = "2026-11-20T10:00:00Z"

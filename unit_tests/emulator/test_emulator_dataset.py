@@ -10,7 +10,9 @@ from collections import Counter
 import pytest
 
 from segment_profile_emulator import dataset as dataset_module
-from segment_profile_emulator.dataset import RETENTION_MS, build_dataset, ground_truth, parse_timestamp
+from segment_profile_emulator.dataset import build_dataset
+from segment_profile_emulator.formats import RETENTION_MS, parse_timestamp
+from segment_profile_emulator.ground_truth import ground_truth
 
 NOW = "2026-11-20T10:00:00Z"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from segment_profile_emulator import dataset as dataset_module
-from segment_profile_emulator.dataset import (
-    HOUR_MS,
-    RETENTION_MS,
-    build_dataset,
-    format_timestamp,
-    ground_truth,
-    parse_timestamp,
-)
+from segment_profile_emulator.dataset import build_dataset
+from segment_profile_emulator.formats import HOUR_MS, RETENTION_MS, format_timestamp, parse_timestamp
+from segment_profile_emulator.ground_truth import ground_truth
 from segment_profile_emulator.testing import running_emulator
 from unit_tests.emulator.paging import api_session, get, page_through
 
@@ -151,6 +146,7 @@ def test_events_per_user_puts_exactly_n_evenly_spread_events_in_every_window():
     space = build_dataset(10, 0, seed=6, now=NOW, events_per_user=250)
     now, later = ground_truth(space), ground_truth(space, NOW_MS + 7 * HOUR_MS + 12_345)
     spacing = RETENTION_MS // 250
+    assert now["users"] and later["users"]
     for user_now, user_later in zip(now["users"], later["users"]):
         assert len(user_now["events"]) == len(user_later["events"]) == 250  # user 8, naturally without, too
         stamps = [parse_timestamp(event["timestamp"]) for event in user_now["events"]]
@@ -162,7 +158,9 @@ def test_events_per_user_puts_exactly_n_evenly_spread_events_in_every_window():
 def test_every_events_page_is_full_with_events_per_user():
     with running_emulator(users=3, accounts=0, seed=6, now=NOW, rate_limit=0, events_per_user=450) as emulator:
         with api_session(emulator) as api:
-            for lookup in emulator.lookup_ids()["users"]:
+            lookups = emulator.lookup_ids()["users"]
+            assert lookups
+            for lookup in lookups:
                 response = get(api, emulator, "users", lookup, "events", limit=200)
                 sizes = []
                 while True:

@@ -11,7 +11,8 @@ import urllib.parse
 import pytest
 import requests
 
-from segment_profile_emulator.dataset import build_dataset, ground_truth
+from segment_profile_emulator.dataset import build_dataset
+from segment_profile_emulator.ground_truth import ground_truth
 from segment_profile_emulator.testing import running_emulator
 from unit_tests.emulator.paging import api_session, get, page_through
 
