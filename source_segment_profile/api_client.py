@@ -262,9 +262,9 @@ class ProfileApiClient:
         if waited + (retry_after if retry_after is not None else own_wait) <= max_wait:
             return
         what = (
-            f"asked to wait Retry-After {retry_after:.0f} s, more than 'rate_limit_max_wait_minutes' allows ({max_wait:.0f} s)"
+            f"asked to wait Retry-After {retry_after:.3g} s, more than 'rate_limit_max_wait_minutes' allows ({max_wait:.3g} s)"
             if retry_after is not None and retry_after > max_wait
-            else f"kept answering 429 for {waited:.0f} s, and the next wait would pass 'rate_limit_max_wait_minutes' ({max_wait:.0f} s)"
+            else f"kept answering 429 for {waited:.0f} s, and the next wait would pass 'rate_limit_max_wait_minutes' ({max_wait:.3g} s)"
         )
         raise RateLimitExhausted(
             f"Segment's rate limit for space '{self._config.space_id}' (100 requests/s per space, shared with every "
