@@ -14,9 +14,11 @@ MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "numpy==2.4.6"]
 
 TEST_REQUIREMENTS = [
     "pytest==9.2.0",
+    "pytest-randomly==5.1.0",  # shuffles the tests each run: the suite must pass in any order
     "requests-mock==1.12.1",  # the CDK's mock_http imports it without depending on it
     "jsonschema==4.26.0",
     "airbyte-connector-models==0.1.12",  # Airbyte's ConnectorMetadataDefinitionV0, to validate metadata.yaml
+    "build==1.6.1",  # the standard build frontend: the packaging tests build the sdist and wheel with it
 ]
 
 # PyAirbyte runs the embedded DuckDB warehouse sync; 0.71.3 is the release that resolves with

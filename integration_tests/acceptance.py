@@ -1,4 +1,7 @@
-"""A pytest plugin that runs the CDK standard tests against the local Profile API emulator.
+"""A pytest plugin for Airbyte's standard tests against the local Profile API emulator.
+
+The root conftest.py loads it, so it runs in every pytest session of this folder: `make test`'s,
+and the one `airbyte-cdk connector test` starts on the folder.
 
 `acceptance-test-config.yml` names `integration_tests/sample_config.json` and
 `integration_tests/invalid_config.json`, which point at an emulator on the fixed address
@@ -6,47 +9,34 @@ EMULATOR_URL (`segment-profile-emulator --port 8089 --users 20 --accounts 5 --se
 2026-11-29T00:00:00Z` serves exactly expected_records.jsonl). A test session cannot count on that
 port, so:
 
-- `acceptance_emulator` (session fixture) starts the emulator on a free port with EMULATOR_DATASET
-  and writes a copy of each such config, with the emulator's real URL, into a directory of this
-  test process;
-- `against_live_emulator()` points a standard-test scenario at that copy (the scenario keeps its
-  id, `sample_config`);
-- the CDK's image tests (marked `image_tests`) build and run the Docker image, which needs a
-  Docker engine: they are deselected unless the command line chooses markers itself. On a machine
-  with Docker: `pytest -p airbyte_cdk.test.standard_tests.pytest_hooks -m image_tests
-  integration_tests/test_acceptance.py` (`-p` makes the CDK's options, e.g. `--connector-image`,
-  known to the command line).
-
-Loaded by `pytest_plugins` in test_acceptance.py, so a plain `pytest` of the repository runs it.
-That module imports from this one first, hence PYTEST_DONT_REWRITE (this module asserts nothing):
-pytest would otherwise warn that it is imported before it could rewrite its asserts.
+- `acceptance_emulator` (session fixture) starts the emulator of EMULATOR_DATASET on a free port;
+- `write_live_configs()` writes each such config, with the emulator's real URL, into a folder (the
+  copy of the connector folder that test_acceptance.py runs `airbyte-cdk connector test` on);
+- the CDK's image tests (marked `image_tests`) build and run the Docker image: where no Docker
+  engine answers, they are skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
+import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
-from airbyte_cdk.test.models import ConnectorTestScenario
 
 from segment_profile_emulator.testing import RunningEmulator, running_emulator
 
-CONNECTOR_ROOT = Path(__file__).resolve().parent.parent
-INTEGRATION_TESTS = CONNECTOR_ROOT / "integration_tests"
+INTEGRATION_TESTS = Path(__file__).resolve().parent
 # The address the committed configs name: where `segment-profile-emulator --port 8089` listens.
 EMULATOR_URL = "http://127.0.0.1:8089"
 # The emulator's default seed with a small space: one heavy user (index 5: 2,500 events, 340
 # traits, 260 ids, so every paginated stream reads several pages), ids that need percent-encoding,
 # both metadata shapes, a profile without events. A fixed clock fixes the 14-day event window.
 EMULATOR_DATASET = {"users": 20, "accounts": 5, "seed": 42, "now": "2026-11-29T00:00:00Z"}
-# One directory per test process (pytest-xdist workers included): sessions that run at the same
-# time in one checkout each talk to their own emulator.
-LIVE_CONFIG_DIR = Path(tempfile.gettempdir()) / f"source-segment-profile-acceptance-{os.getpid()}"
+NO_DOCKER_ENGINE = "no Docker engine answers"
+DOCKER_ANSWER_TIMEOUT_SECONDS = 20
 
 
 def emulator_configs() -> list[Path]:
@@ -58,41 +48,43 @@ def emulator_configs() -> list[Path]:
     )
 
 
-def live_config_path(config_path: Path) -> Path:
-    return LIVE_CONFIG_DIR / config_path.name
+def live_config(config_path: Path, emulator_url: str) -> dict:
+    return {**json.loads(config_path.read_text()), "api_base_url": emulator_url}
 
 
-def write_live_configs(emulator_url: str) -> None:
-    LIVE_CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+def write_live_configs(directory: Path, emulator_url: str) -> None:
+    """Each committed emulator config, under its own name in `directory`, with `emulator_url`."""
     for path in emulator_configs():
-        config = json.loads(path.read_text())
-        live_config_path(path).write_text(json.dumps({**config, "api_base_url": emulator_url}, indent=2))
-
-
-def against_live_emulator(scenario: ConnectorTestScenario) -> ConnectorTestScenario:
-    """The scenario, reading its config from the live copy when the config addresses the emulator."""
-    if scenario.config_path is None:
-        return scenario
-    committed = scenario.config_path if scenario.config_path.is_absolute() else CONNECTOR_ROOT / scenario.config_path
-    if committed.resolve() not in {path.resolve() for path in emulator_configs()}:
-        return scenario
-    return scenario.model_copy(update={"config_path": live_config_path(committed)})
+        (directory / path.name).write_text(json.dumps(live_config(path, emulator_url), indent=2))
 
 
 @pytest.fixture(scope="session")
 def acceptance_emulator() -> Iterator[RunningEmulator]:
     """The emulator of EMULATOR_DATASET, with Segment's rate limit (100 requests/s per space)."""
     with running_emulator(**EMULATOR_DATASET) as emulator:
-        write_live_configs(emulator.url)
-        try:
-            yield emulator
-        finally:
-            shutil.rmtree(LIVE_CONFIG_DIR, ignore_errors=True)
+        yield emulator
 
 
 @pytest.fixture(scope="session")
 def live_sample_config(acceptance_emulator: RunningEmulator) -> dict:
-    return json.loads(live_config_path(INTEGRATION_TESTS / "sample_config.json").read_text())
+    return live_config(INTEGRATION_TESTS / "sample_config.json", acceptance_emulator.url)
+
+
+def docker_engine_problem() -> Optional[str]:
+    """Why no Docker engine answers on this machine, or None when one does."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "the docker command is not installed"
+    try:
+        answer = subprocess.run(
+            [docker, "version", "--format", "{{.Server.Version}}"],
+            capture_output=True, text=True, timeout=DOCKER_ANSWER_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`docker version` got no answer from the engine in {DOCKER_ANSWER_TIMEOUT_SECONDS} s"
+    if answer.returncode != 0:
+        return (answer.stderr.strip().splitlines() or [f"`docker version` exited with {answer.returncode}"])[-1]
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,10 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.option.markexpr:
-        return  # the command line chose the markers to run
     image_tests = [item for item in items if item.get_closest_marker("image_tests")]
-    if image_tests:
-        config.hook.pytest_deselected(items=image_tests)
-        deselected = {id(item) for item in image_tests}
-        items[:] = [item for item in items if id(item) not in deselected]
+    problem = docker_engine_problem() if image_tests else None
+    if problem:
+        for item in image_tests:
+            item.add_marker(pytest.mark.skip(reason=f"{NO_DOCKER_ENGINE}: {problem}"))

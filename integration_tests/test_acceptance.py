@@ -1,51 +1,77 @@
-"""Airbyte's standard tests for sources, and what CAT checked from integration_tests/ besides.
+"""Airbyte's standard tests as Airbyte runs them, and what CAT checked from integration_tests/ besides.
 
-`TestSourceSegmentProfile` runs the CDK's `SourceTestSuiteBase` (spec, check with a good and a bad
-config, discover, full-refresh reads of all seven streams) as `acceptance-test-config.yml`
-configures it, against the emulator that `integration_tests.acceptance` starts for the session.
-The tests below cover what the 7.39.1 standard tests do not: the records of a read compared with
-expected_records.jsonl, and a read from abnormal_state.json. They run the connector's CLI, as
-Airbyte does, and parse its output with the standard library (exact integers beyond 64 bits).
+`airbyte-cdk connector test` runs the CDK's standard tests for sources (spec, check with a good and
+a bad config, discover, a full-refresh read of all seven streams, a bad catalog, and the image
+tests) on a copy of this folder, as `acceptance-test-config.yml` configures them, against the
+emulator that `integration_tests.acceptance` starts for the session. The tests below it cover what
+the 7.39.1 standard tests do not: the records of a read compared with expected_records.jsonl, and
+a read from abnormal_state.json. They run the connector's CLI, as Airbyte does, and parse its
+output with the standard library (exact integers beyond 64 bits).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-import pytest
-from airbyte_cdk.test.models import ConnectorTestScenario
-
-with warnings.catch_warnings():
-    # The suite marks its image tests `image_tests` when it is imported, before the plugin below
-    # registers that marker.
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    from airbyte_cdk.test.standard_tests import SourceTestSuiteBase
-
-from integration_tests.acceptance import INTEGRATION_TESTS, against_live_emulator
+from integration_tests.acceptance import INTEGRATION_TESTS, NO_DOCKER_ENGINE, docker_engine_problem, write_live_configs
 from integration_tests.connector_cli import STREAMS, run_connector
+from integration_tests.connector_folder import copy_as_connector_folder
 from integration_tests.generate_expected_records import FAR_FUTURE, render_files
 from integration_tests.ground_truth import as_multiset
-from source_segment_profile import SourceSegmentProfile
 from source_segment_profile.config import parse_timestamp
 from source_segment_profile.events_state import profiles_read_through
 from source_segment_profile.masking import profile_state_key
 
-pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks", "integration_tests.acceptance"]
+# What must pass whatever the machine: every standard test but the image tests, for the configs
+# acceptance-test-config.yml lists (sample_config everywhere, invalid_config under `connection`).
+STANDARD_TESTS_PASSING = {
+    "test_spec",
+    "test_check['sample_config' Test Scenario]",
+    "test_check['invalid_config' Test Scenario]",
+    "test_config_matches_spec['sample_config' Test Scenario]",
+    "test_discover['sample_config' Test Scenario]",
+    "test_basic_read['sample_config' Test Scenario]",
+    "test_fail_read_with_bad_catalog['sample_config' Test Scenario]",
+}
+# The CDK's own skip of a test whose command a config does not run (invalid_config is only for check).
+NOT_RUN_FOR_CONFIG = "does not run for scenario 'invalid_config'"
 
 
-@pytest.mark.usefixtures("acceptance_emulator")
-class TestSourceSegmentProfile(SourceTestSuiteBase):
-    connector = SourceSegmentProfile
-    # The checkout's directory name is not the connector's.
-    connector_name = "source-segment-profile"
+def junit_outcomes(report: Path) -> dict[str, tuple[str, str]]:
+    """Each test case of a JUnit XML report: (passed, skipped, failure or error; message)."""
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        verdict = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
+        outcomes[case.get("name")] = ("passed", "") if verdict is None else (verdict.tag, verdict.get("message", ""))
+    return outcomes
 
-    @classmethod
-    def get_scenarios(cls) -> list[ConnectorTestScenario]:
-        return [against_live_emulator(scenario) for scenario in super().get_scenarios()]
+
+def test_airbyte_cdk_connector_test_passes_with_only_image_tests_skipped(acceptance_emulator, tmp_path):
+    folder = copy_as_connector_folder(tmp_path)
+    write_live_configs(folder / "integration_tests", acceptance_emulator.url)
+    command = [str(Path(sys.executable).parent / "airbyte-cdk"), "connector", "test", str(folder)]
+    environment = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    completed = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+
+    report = folder / "build" / "test-results" / "standard-tests-junit.xml"
+    assert report.exists(), completed.stdout[-4000:] + completed.stderr[-2000:]
+    outcomes = junit_outcomes(report)
+    failed = {name: message for name, (outcome, message) in outcomes.items() if outcome in ("failure", "error")}
+    assert completed.returncode == 0 and not failed, f"{failed}\n{completed.stdout[-4000:]}"
+    assert STANDARD_TESTS_PASSING <= {name for name, (outcome, _) in outcomes.items() if outcome == "passed"}
+    skipped = {name: message for name, (outcome, message) in outcomes.items() if outcome == "skipped"}
+    image_tests = {name for name in outcomes if name.startswith("test_docker_image")}
+    assert all(NOT_RUN_FOR_CONFIG in message for name, message in skipped.items() if name not in image_tests)
+    if docker_engine_problem():
+        assert {name for name in image_tests if NO_DOCKER_ENGINE in skipped.get(name, "")} == image_tests
 
 
 def load_json(name: str) -> Any:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -30,8 +31,11 @@ def _prepare_pyairbyte_environment(work_dir: Path) -> None:
 
     Offline mode: without it get_source() looks the name up in Airbyte's online registry (and
     can hang: no timeout). Telemetry is a blocking POST. A private temp dir: a killed read leaves
-    the config, token included, in it.
+    the config, token included, in it. Google's client libraries, which PyAirbyte imports for its
+    BigQuery cache, warn at import that they will drop this Python release one day: nothing for a
+    user of DuckDB to act on.
     """
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core\._python_version_support")
     os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("NO_LIVE_PROGRESS", "1")

@@ -1,77 +1,49 @@
-"""What Airbyte reads about the connector before running it: metadata.yaml and the Docker image.
+"""What Airbyte reads about the connector before running it: metadata.yaml, the registry entry
+made from it, icon.svg, the Docker image's recipe and the user documentation.
 
 The metadata must validate against Airbyte's own model and agree with setup.py, spec.json and the
-Dockerfile; the Dockerfile must follow the Airbyte image convention, and its install steps must
-produce a connector that answers `spec` and `discover` (run here in a fresh virtualenv: there is
-no Docker engine in CI, so nothing here calls `docker build`).
+Dockerfile; the Dockerfile must follow the Airbyte image convention. Building and installing the
+package (there is no Docker engine in CI, so nothing here calls `docker build`) is
+integration_tests/test_packaging.py.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 import uuid
-from pathlib import Path
+import xml.etree.ElementTree as ElementTree
 from typing import Any
 
 import yaml
 from airbyte_connector_models.metadata.v0.connector_metadata_definition_v0 import ConnectorMetadataDefinitionV0
+from airbyte_connector_models.metadata.v0.connector_registry_v0 import ConnectorRegistryV0ConnectorRegistrySourceDefinition
+from markdown_it import MarkdownIt
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from integration_tests.connector_cli import STREAMS as CONTRACT_STREAMS
+from integration_tests.connector_folder import (
+    CONNECTOR_NAME,
+    REPO_ROOT,
+    build_context,
+    metadata,
+    package_version,
+    registry_entry,
+    setup_keyword,
+)
 from source_segment_profile.config import REGION_HOSTS
+from source_segment_profile.run import HEARTBEAT_SECONDS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Airbyte identifies the connector by this id in every registry and workspace: it never changes.
 DEFINITION_ID = "c2dcf5b9-902f-450f-8ac3-5b2238bbfbb3"
-CONNECTOR_SCRIPT = "source-segment-profile"
 WORKDIR = "/airbyte/integration_code"
 STREAMS = set(CONTRACT_STREAMS)  # the stream names are the contract: one list, in the tests
 
 
-# --- reading the files ----------------------------------------------------------------------
-
-
-def metadata() -> dict[str, Any]:
-    return yaml.safe_load((REPO_ROOT / "metadata.yaml").read_text())["data"]
-
-
-def setup_call() -> ast.Call:
-    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
-    calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setup"
-    ]
-    assert len(calls) == 1, "setup.py must call setup() once"
-    return calls[0]
-
-
-def setup_keyword(name: str) -> Any:
-    """A literal keyword argument of setup(), or the module-level constant it names."""
-    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
-    constants = {
-        target.id: node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    (value,) = [keyword.value for keyword in setup_call().keywords if keyword.arg == name]
-    if isinstance(value, ast.Name):
-        value = constants[value.id]
-    return ast.literal_eval(value)
-
-
-def package_version() -> str:
-    # Parsed from the text: the package need not be installed for this test to run.
-    return setup_keyword("version")
+# --- reading the Dockerfile -----------------------------------------------------------------
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -151,6 +123,45 @@ def test_allowed_hosts_cover_the_host_of_every_region():
     assert set(metadata()["allowedHosts"]["hosts"]) == region_hosts
 
 
+def test_metadata_publishes_the_package_to_pypi_under_its_distribution_name():
+    # PyAirbyte installs a registered Python connector by this name and reads its installed version
+    # under it: it must be setup.py's name (integration_tests/test_packaging.py checks both).
+    assert metadata()["remoteRegistries"]["pypi"] == {"enabled": True, "packageName": setup_keyword("name")}
+    assert setup_keyword("name") == CONNECTOR_NAME
+
+
+def test_metadata_icon_is_a_square_svg_at_the_root():
+    icon = REPO_ROOT / metadata()["icon"]
+    assert icon.name == "icon.svg" and icon.parent == REPO_ROOT
+    svg = ElementTree.parse(icon).getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    *_, width, height = (float(number) for number in svg.get("viewBox").split())
+    assert width == height == float(svg.get("width")) == float(svg.get("height"))
+
+
+def test_metadata_links_the_profile_api_reference_and_its_limits():
+    links = {link["type"]: link["url"] for link in metadata()["externalDocumentationUrls"]}
+    assert links == {
+        "api_reference": "https://segment.com/docs/unify/profile-api/",
+        "rate_limits": "https://segment.com/docs/unify/product-limits/#profile-api",
+    }
+    assert links["api_reference"] in doc_text()
+
+
+def test_max_seconds_between_messages_leaves_room_for_ten_missed_heartbeats():
+    # The platform fails a sync silent for this long; the connector writes a heartbeat line after
+    # HEARTBEAT_SECONDS of silence. Ten may go missing, and a hung sync still fails within the hour.
+    assert 10 * HEARTBEAT_SECONDS <= metadata()["maxSecondsBetweenMessages"] <= 3600
+
+
+def test_registry_entries_made_from_metadata_validate_and_show_icon_heartbeat_links_and_package():
+    for registry in ("oss", "cloud"):
+        entry = registry_entry(registry)
+        ConnectorRegistryV0ConnectorRegistrySourceDefinition.model_validate(entry)
+        assert entry["sourceDefinitionId"] == DEFINITION_ID and entry["sourceType"] == "api"
+        assert {"iconUrl", "maxSecondsBetweenMessages", "externalDocumentationUrls", "remoteRegistries"} <= set(entry)
+
+
 # --- Dockerfile -----------------------------------------------------------------------------
 
 
@@ -166,9 +177,9 @@ def test_dockerfile_airbyte_entrypoint_equals_the_entrypoint():
 
 
 def test_dockerfile_entrypoint_is_the_connector_console_script():
-    assert dockerfile_entrypoint() == [CONNECTOR_SCRIPT]
+    assert dockerfile_entrypoint() == [CONNECTOR_NAME]
     scripts = dict(entry.split("=", 1) for entry in setup_keyword("entry_points")["console_scripts"])
-    assert scripts[CONNECTOR_SCRIPT] == "source_segment_profile.run:run"
+    assert scripts[CONNECTOR_NAME] == "source_segment_profile.run:run"
 
 
 def test_dockerfile_labels_equal_metadata_repository_and_tag():
@@ -185,100 +196,26 @@ def test_dockerfile_runs_the_connector_as_a_non_root_user():
 
 
 def test_dockerfile_installs_the_whole_build_context_in_the_airbyte_workdir():
-    # test_dockerfile_install_steps_... below mirrors exactly this: COPY of the filtered context.
+    # build_context() mirrors exactly this: COPY of the filtered context.
     assert dockerfile_values("WORKDIR") == [WORKDIR]
     assert dockerfile_values("COPY") in ([". ./"], [". ."])
-    assert pip_install_steps(), "the Dockerfile must RUN pip install"
-
-
-# --- the Dockerfile's install steps, in a fresh virtualenv ---------------------------------
-
-
-def dockerignore_patterns() -> list[re.Pattern[str]]:
-    patterns = []
-    for line in (REPO_ROOT / ".dockerignore").read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assert not line.startswith("!"), "exceptions (!) are not mirrored by build_context() below"
-        regex = ""
-        for part in re.split(r"(\*\*/|\*\*|\*|\?)", line.strip("/")):
-            regex += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
-        patterns.append(re.compile(regex))
-    return patterns
-
-
-def build_context(destination: Path) -> Path:
-    """Copies what `docker build .` would send: every file not excluded by .dockerignore.
-
-    As in Docker, a pattern that matches a directory excludes everything in it.
-    """
-    patterns = dockerignore_patterns()
-
-    def ignored(relative: str) -> bool:
-        return any(pattern.fullmatch(relative) for pattern in patterns)
-
-    for directory, subdirectories, files in os.walk(REPO_ROOT):
-        relative_directory = Path(directory).relative_to(REPO_ROOT)
-        subdirectories[:] = [name for name in subdirectories if not ignored((relative_directory / name).as_posix())]
-        for name in files:
-            relative = relative_directory / name
-            if not ignored(relative.as_posix()):
-                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO_ROOT / relative, destination / relative)
-    return destination
 
 
 def pip_install_steps() -> list[list[str]]:
     return [shlex.split(command) for command in dockerfile_values("RUN") if shlex.split(command)[:2] == ["pip", "install"]]
 
 
+def test_dockerfile_installs_the_build_context_with_the_pinned_versions():
+    # integration_tests/test_packaging.py builds the wheel from this same context and installs it
+    # with this constraints file in a fresh virtualenv: the image's install, minus Docker.
+    assert pip_install_steps() == [["pip", "install", "--no-cache-dir", "-c", "constraints.txt", "."]]
+
+
 def test_dockerignore_leaves_out_tests_and_local_environments(tmp_path):
     context = build_context(tmp_path / "context")
     assert (context / "setup.py").exists() and (context / "source_segment_profile" / "spec.json").exists()
-    for left_out in ("unit_tests", "integration_tests", ".git", ".venv", "docs"):
+    for left_out in ("unit_tests", "integration_tests", ".git", ".venv", "docs", ".tmp"):
         assert not (context / left_out).exists()
-
-
-def test_dockerfile_install_steps_yield_a_connector_that_answers_spec_and_discover(tmp_path):
-    """The image's build, minus Docker: same context, same pip command, then the entrypoint.
-
-    Takes about a minute (a fresh virtualenv with airbyte-cdk); it is the only test that proves
-    setup.py ships the spec and the stream schemas outside the checkout.
-    """
-    context = build_context(tmp_path / "context")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    bin_dir = venv / "bin"
-    # Outside the checkout and without PYTHONPATH, only the installed package can be imported.
-    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    for step in pip_install_steps():
-        installed = subprocess.run(
-            [str(bin_dir / "python"), "-m", *step], cwd=context, env=environment, capture_output=True, text=True
-        )
-        assert installed.returncode == 0, f"RUN {shlex.join(step)} failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
-
-    entrypoint = [str(bin_dir / dockerfile_entrypoint()[0])]
-    # As the image's system user 'airbyte': no home directory to write caches into.
-    environment["HOME"] = "/nonexistent"
-    spec = run_entrypoint(entrypoint + ["spec"], tmp_path, environment)
-    assert [message["spec"]["documentationUrl"] for message in spec if message["type"] == "SPEC"] == [
-        metadata()["documentationUrl"]
-    ]
-
-    config = tmp_path / "config.json"
-    # discover makes no request: it proves that every stream schema is packaged.
-    config.write_text(json.dumps({"space_id": "spa_demo", "access_token": "token", "user_external_ids": ["user_id:a"]}))
-    discovered = run_entrypoint(entrypoint + ["discover", "--config", str(config)], tmp_path, environment)
-    (catalog,) = [message["catalog"] for message in discovered if message["type"] == "CATALOG"]
-    assert {stream["name"] for stream in catalog["streams"]} == STREAMS
-    assert all(stream["json_schema"]["properties"] for stream in catalog["streams"])
-
-
-def run_entrypoint(command: list[str], cwd: Path, environment: dict[str, str]) -> list[dict[str, Any]]:
-    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, f"{command[1:]} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
-    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
 
 
 # --- docs/segment-profile.md ----------------------------------------------------------------
@@ -291,11 +228,25 @@ def doc_text() -> str:
     return DOC_PATH.read_text()
 
 
+def doc_headings() -> list[tuple[int, str, int]]:
+    """(level, title, line) of every heading, the title as Airbyte's docs check reads it: up to the
+    heading's first inline code or link."""
+    tokens = MarkdownIt("commonmark").parse(doc_text())
+    return [
+        (int(token.tag[1:]), tokens[index + 1].children[0].content, token.map[0])
+        for index, token in enumerate(tokens)
+        if token.type == "heading_open"
+    ]
+
+
 def doc_section(title: str) -> str:
-    text = doc_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+    """The section under the heading `title`, subsections included, without the heading line."""
+    lines = doc_text().splitlines()
+    headings = doc_headings()
+    (index,) = [index for index, (_, name, _) in enumerate(headings) if name == title]
+    level, _, start = headings[index]
+    end = next((line for deeper, _, line in headings[index + 1 :] if deeper <= level), len(lines))
+    return "\n".join(lines[start + 1 : end]).strip()
 
 
 def doc_table_rows(section: str) -> dict[str, list[str]]:
@@ -322,7 +273,7 @@ def primary_key_fields(stream: Any) -> list[str]:
 
 
 def test_doc_streams_table_gives_every_stream_its_primary_key_and_sync_modes():
-    rows = doc_table_rows("Supported streams and sync modes")
+    rows = doc_table_rows("Supported Streams")
     streams = discovered_streams()
     assert set(rows) == {stream.name for stream in streams}
     for stream in streams:
@@ -359,7 +310,7 @@ def error_classes() -> set[str]:
 
 
 def test_doc_troubleshooting_covers_every_error_class():
-    troubleshooting = doc_section("Troubleshooting")
+    troubleshooting = doc_section("Limitations & Troubleshooting")
     missing = [name for name in sorted(error_classes()) if f"`{name}`" not in troubleshooting]
     assert not missing, f"docs/segment-profile.md does not troubleshoot {missing}"
 
@@ -381,7 +332,7 @@ def code_messages() -> list[str]:
 def test_doc_quotes_error_messages_as_the_code_writes_them():
     # A quoted message is a fragment of a message of the code, `…` standing for what varies.
     messages = code_messages()
-    quotes = [re.sub(r"\s+", " ", quote) for quote in re.findall(r"`([^`]+)`", doc_section("Troubleshooting"))]
+    quotes = [re.sub(r"\s+", " ", quote) for quote in re.findall(r"`([^`]+)`", doc_section("Limitations & Troubleshooting"))]
     long_quotes = [quote for quote in quotes if len(quote) >= 25]
     assert len(long_quotes) > 20
     drifted = [
@@ -392,5 +343,106 @@ def test_doc_quotes_error_messages_as_the_code_writes_them():
     assert not drifted, f"docs/segment-profile.md quotes messages that no code writes: {drifted}"
 
 
-def test_doc_changelog_has_the_current_version():
-    assert re.search(rf"^\| {re.escape(package_version())} \| \d{{4}}-\d{{2}}-\d{{2}} \|", doc_section("Changelog"), re.M)
+def changelog_rows() -> dict[str, list[str]]:
+    """The changelog table's rows by version, in the order they are written."""
+    rows = {}
+    for line in doc_section("Changelog").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(r"\d+\.\d+\.\d+", cells[0]):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_doc_changelog_has_a_row_per_version_newest_first():
+    rows = changelog_rows()
+    versions = [Version(version) for version in rows]
+    assert versions == sorted(versions, reverse=True)
+    assert {"0.1.0", "0.2.0", package_version()} <= set(rows)
+    # The version being built was released on a date.
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", rows[package_version()][0])
+
+
+# --- the docs as Airbyte's documentation checks read them (connectors_qa) -------------------
+
+# Airbyte's documentation template, as its header check walks it; the connector-specific
+# headings go where the template says CONNECTOR_SPECIFIC.
+CONNECTOR_SPECIFIC = "{ Connector-specific features }"
+
+
+def template_headings(name: str) -> tuple[list[str], set[str]]:
+    """The template's headings in order, and those a page may leave out."""
+    cloud, oss = "For Airbyte Cloud:", "For Airbyte Open Source:"
+    in_airbyte = f"Set up the {name} connector in Airbyte"
+    ordered = [
+        name, "Prerequisites", "Setup guide", f"Set up {name}", cloud, oss, CONNECTOR_SPECIFIC,
+        in_airbyte, cloud, oss, CONNECTOR_SPECIFIC, "Supported sync modes", "Supported Streams",
+        CONNECTOR_SPECIFIC, "Performance considerations", "Data type map", "Limitations & Troubleshooting",
+        CONNECTOR_SPECIFIC, "Tutorials", "Changelog",
+    ]
+    optional = {in_airbyte, cloud, oss, CONNECTOR_SPECIFIC, "Performance considerations", "Data type map",
+                "Limitations & Troubleshooting", "Tutorials"}
+    return ordered, optional
+
+
+def test_doc_headings_follow_airbyte_template_order():
+    # The walk of Airbyte's check: a heading equals the template's next one, or the template's is
+    # optional and skipped, or the page is at a connector-specific place and the heading is none of
+    # the template's.
+    actual = [title for level, title, _ in doc_headings() if level <= 4]
+    expected, optional = template_headings(metadata()["name"])
+    at, want = 0, 0
+    while at < len(actual) and want < len(expected):
+        if expected[want] == CONNECTOR_SPECIFIC:
+            at, want = (at, want + 1) if actual[at] in expected else (at + 1, want)
+        elif actual[at] == expected[want]:
+            at, want = at + 1, want + 1
+        elif expected[want] in optional:
+            want += 1
+        else:
+            raise AssertionError(f"heading {actual[at]!r} stands where the template has {expected[want]!r}")
+    assert want == len(expected), f"headings missing: {[h for h in expected[want:] if h not in optional]}"
+
+
+def test_doc_sections_open_with_airbyte_template_text():
+    name = metadata()["name"]
+    intro = doc_section(name).replace(metadata()["documentationUrl"], "{docs_link}")
+    assert (
+        "<HideInUI>\n\nThis page contains the setup guide and reference information for the "
+        f"[{name}]({{docs_link}}) source connector.\n\n</HideInUI>"
+    ) in intro
+    assert doc_section("For Airbyte Cloud:").startswith(
+        "1. [Log into your Airbyte Cloud](https://cloud.airbyte.com/workspaces) account.\n"
+        "2. Click Sources and then click + New source.\n"
+        f"3. On the Set up the source page, select {name} from the Source type dropdown.\n"
+        f"4. Enter a name for the {name} connector.\n"
+    )
+    assert doc_section("For Airbyte Open Source:").startswith("1. Navigate to the Airbyte Open Source dashboard.\n")
+    assert doc_section("Supported sync modes").startswith(
+        f"The {name} source connector supports the following "
+        "[sync modes](https://docs.airbyte.com/cloud/core-concepts/#connection-sync-modes):"
+    )
+    assert doc_section("Changelog").startswith("<details>\n  <summary>Expand to review</summary>")
+
+
+def test_doc_prerequisites_describe_every_required_field():
+    specification = json.loads((SOURCE_PACKAGE / "spec.json").read_text())["connectionSpecification"]
+    prerequisites = doc_section("Prerequisites").lower()
+    # Airbyte's check: each required field's title, credentials by one of its keywords.
+    credentials = {"access_token", "credentials", "client_id", "client_secret", "refresh_token", "authorization"}
+    titles = [specification["properties"][field]["title"] for field in specification["required"] if field not in credentials]
+    assert [title for title in titles if title.lower() not in prerequisites] == []
+    assert any(word in prerequisites for word in ("account", "auth", "credentials", "access", "client"))
+
+
+def schema_type_words(schema: dict[str, Any]) -> set[str]:
+    """Every JSON type, format and airbyte_type a stream schema declares, nested ones included."""
+    types = schema.get("type", [])
+    words = set([types] if isinstance(types, str) else types) | {schema[key] for key in ("format", "airbyte_type") if key in schema}
+    children = [*schema.get("properties", {}).values(), *([schema["items"]] if isinstance(schema.get("items"), dict) else [])]
+    return words.union(*(schema_type_words(child) for child in children))
+
+
+def test_doc_data_type_map_covers_every_type_the_stream_schemas_declare():
+    declared = set().union(*(schema_type_words(json.loads(path.read_text())) for path in (REPO_ROOT / "schemas").glob("*.json")))
+    data_type_map = doc_section("Data type map")
+    assert [word for word in sorted(declared) if f"`{word}`" not in data_type_map] == []
