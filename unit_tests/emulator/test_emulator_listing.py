@@ -83,6 +83,7 @@ def test_a_space_without_the_list_method_answers_404(emulator, api):
 
 @pytest.mark.parametrize("resource", ["traits", "events", "external_ids", "metadata", "links"])
 def test_segment_ids_find_users_with_and_without_the_type(emulator, api, truth, resource):
+    assert truth["users"]
     for user in truth["users"][:6]:
         by_lookup = get(api, emulator, "users", user["lookup_id"], resource, limit=20).json()
         for segment_id in (f"segment_id:{user['segment_id']}", user["segment_id"]):
@@ -93,6 +94,7 @@ def test_segment_ids_find_users_with_and_without_the_type(emulator, api, truth, 
 
 @pytest.mark.parametrize("resource", ["traits", "external_ids", "links"])
 def test_segment_ids_find_accounts_with_and_without_the_type(emulator, api, truth, resource):
+    assert truth["accounts"]
     for account in truth["accounts"]:
         assert account["segment_id"].startswith("acc_")
         by_lookup = get(api, emulator, "accounts", account["lookup_id"], resource).json()
