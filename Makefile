@@ -21,8 +21,10 @@ $(INSTALLED): setup.py constraints.txt $(PACKAGE_SOURCES)
 demo: $(INSTALLED)
 	$(BIN)/segment-profile-warehouse demo
 
+# Test files run on 4 processes (pytest-xdist), each file's tests in one process (they share its
+# emulator and fixtures): most tests wait on servers and subprocesses, so 4 fit on 2 cores.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist loadfile
 
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run

@@ -15,6 +15,7 @@ MAIN_REQUIREMENTS = ["airbyte-cdk==7.39.1", "orjson==3.13.0", "numpy==2.4.6"]
 TEST_REQUIREMENTS = [
     "pytest==9.2.0",
     "pytest-randomly==5.1.0",  # shuffles the tests each run: the suite must pass in any order
+    "pytest-xdist==3.8.0",  # make test runs test files on 4 processes: most tests wait on servers and subprocesses, not the CPU
     "requests-mock==1.12.1",  # the CDK's mock_http imports it without depending on it
     "jsonschema==4.26.0",
     "airbyte-connector-models==0.1.12",  # Airbyte's ConnectorMetadataDefinitionV0, to validate metadata.yaml
