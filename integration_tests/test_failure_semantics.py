@@ -56,12 +56,21 @@ def read_all(emulator, truth, tmp_path, **overrides):
     return run_connector("read", tmp_path, config, configured_catalog(incremental=False))
 
 
-def test_ten_percent_5xx_is_retried_and_nothing_is_lost(emulator, truth, tmp_path, faults):
-    faults(fault_5xx=0.10)
+@pytest.mark.parametrize(
+    "knobs, fault, retried_after",
+    [
+        ({"fault_5xx": 0.10}, "5xx", "after HTTP 5"),
+        # Issue 21: headers and half the body, then a TCP reset.
+        ({"fault_reset_mid_body": 0.05}, "reset_mid_body", "after connection reset"),
+    ],
+    ids=["ten-percent-5xx", "reset-mid-body"],
+)
+def test_faults_are_retried_and_nothing_is_lost(emulator, truth, tmp_path, faults, knobs, fault, retried_after):
+    faults(**knobs)
     run = read_all(emulator, truth, tmp_path)
     assert_exactly_once(run, truth)
-    assert emulator.stats()["faults"]["5xx"] > 0
-    assert any(line.startswith("Retrying ") and "HTTP 5" in line for line in run.logs)
+    assert emulator.stats()["faults"][fault] > 0
+    assert any(line.startswith("Retrying ") and retried_after in line for line in run.logs)
 
 
 @pytest.mark.parametrize("retry_after", ["seconds", "http-date"])
@@ -148,14 +157,6 @@ def test_rate_limit_that_outlasts_the_maximum_wait_fails_naming_the_space(emulat
 
 
 # --- issue 21: failure paths a user can trust --------------------------------------------------
-
-
-def test_connections_reset_mid_body_are_retried_and_nothing_is_lost(emulator, truth, tmp_path, faults):
-    faults(fault_reset_mid_body=0.05)
-    run = read_all(emulator, truth, tmp_path)
-    assert_exactly_once(run, truth)
-    assert emulator.stats()["faults"]["reset_mid_body"] > 0
-    assert any(line.startswith("Retrying ") and "after connection reset" in line for line in run.logs)
 
 
 def test_empty_pages_that_say_has_more_are_followed_and_nothing_is_lost(emulator, truth, tmp_path, faults):

@@ -26,15 +26,7 @@ import pytest
 
 from integration_tests.acceptance import INTEGRATION_TESTS
 from integration_tests.connector_cli import STREAMS
-from integration_tests.connector_folder import (
-    CONNECTOR_NAME,
-    REPO_ROOT,
-    build_context,
-    metadata,
-    package_version,
-    registry_entry,
-    setup_keyword,
-)
+from integration_tests.connector_folder import CONNECTOR_NAME, REPO_ROOT, build_context, metadata, package_version, registry_entry, setup_keyword
 
 # A read of these two covers a stream of one record per profile and the incremental one.
 PYAIRBYTE_STREAMS = ("user_traits", "user_events")
