@@ -10,6 +10,8 @@ warn once, and still deliver every record exactly once; the surrogate must arriv
 import base64
 import gzip
 import json
+from datetime import datetime, timezone
+from decimal import Decimal
 import re
 import urllib.error
 import urllib.request
@@ -197,3 +199,50 @@ def test_the_warehouse_command_loads_the_ground_truth_exactly_once(emulator, tmp
             "SELECT json_extract_string(traits, '$.nickname') FROM segment_profile.user_traits WHERE json_extract_string(traits, '$.nickname') IS NOT NULL"
         ).fetchall()
     assert sorted(value for (value,) in nicknames) == [DELIVERED_VALUE] * len(SURROGATE_USERS)
+    assert_typed_trait_columns(db_path, truth)
+
+
+# What PyAirbyte creates in DuckDB for each column type (issue 23; the docs' data type map).
+DUCKDB_TYPES = {
+    "string": "VARCHAR", "integer": "BIGINT", "number": "DECIMAL(38,9)", "boolean": "BOOLEAN",
+    "date-time": "TIMESTAMP", "object": "JSON", "array": "JSON",
+}
+
+
+def assert_typed_trait_columns(db_path, truth):
+    """Every trait column of user_traits and account_traits lands with its DuckDB type and holds the
+    API's value, null where a profile lacks the trait (the sample is the first 50 profiles: the
+    typed columns come from the same data)."""
+    import duckdb
+
+    from source_segment_profile.trait_columns import TraitColumns, kind_of
+
+    with duckdb.connect(str(db_path), read_only=True) as connection:
+        for stream, profiles in (("user_traits", truth["users"]), ("account_traits", truth["accounts"])):
+            sampled = TraitColumns.from_sample([profile["traits"] for profile in profiles[:50]])
+            types = dict(connection.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'segment_profile' AND table_name = ?", [stream]
+            ).fetchall())
+            columns = {name: column for name, (column, _) in sampled.columns.items()}
+            assert {column for column in types if column.startswith("trait_")} == set(columns.values()), stream
+            for name, (column, kind) in sampled.columns.items():
+                assert types[column] == DUCKDB_TYPES[kind], (stream, column, types[column])
+            seen_kinds = {kind for _, kind in sampled.columns.values()}
+            assert {"string", "integer", "number", "boolean", "object", "array"} <= seen_kinds or stream == "account_traits"
+            rows = connection.execute(f"SELECT external_id, {', '.join(columns.values())} FROM segment_profile.{stream}").fetchall()
+            by_id = {row[0]: dict(zip(columns, row[1:])) for row in rows}
+            for profile in profiles:
+                cells = by_id[profile["lookup_id"]]
+                for name, (column, kind) in sampled.columns.items():
+                    value, landed = profile["traits"].get(name), cells[name]
+                    if value is None or kind_of(value) not in (kind, "date-time" if kind == "string" else kind, "integer" if kind == "number" else kind):
+                        assert landed is None, (stream, name, value, landed)
+                    elif kind in ("object", "array"):
+                        assert json.loads(landed) == value, (stream, name)
+                    elif kind == "date-time":
+                        instant = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+                        assert landed == instant.replace(tzinfo=None), (stream, name, value, landed)  # UTC
+                    elif kind == "number":  # DECIMAL(38, 9): nine decimal places
+                        assert landed == Decimal(repr(value)).quantize(Decimal("1e-9")), (stream, name, value, landed)
+                    else:
+                        assert landed == value, (stream, name, value, landed)

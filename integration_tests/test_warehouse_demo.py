@@ -37,6 +37,11 @@ def test_demo_syncs_every_stream_into_duckdb_and_continues_incrementally(tmp_pat
     assert counts["user_events"] > 0
     assert "Summary user_events: 30 profiles read" in first
     assert "Most frequent events:" in first and f"DuckDB file: {db_path}" in first
+    # Issue 23: queries on typed trait columns, no JSON extraction.
+    assert "Users by VIP status (typed columns trait_is_vip, trait_ltv" in first, first
+    assert "Users per favorite color (typed column trait_favorite_color):" in first
+    vip_lines = [line for line in first.splitlines() if line.strip().startswith("vip=")]
+    assert sum(int(line.split()[1].replace(",", "")) for line in vip_lines) == 30
     assert db_path.exists()
     with duckdb.connect(str(db_path), read_only=True) as connection:
         events = connection.execute('SELECT count(*), count(DISTINCT (external_id, "messageId")) FROM segment_profile.user_events').fetchone()

@@ -111,6 +111,22 @@ def _print_example_queries(cache: Any, streams: tuple[str, ...]) -> None:
         )
         for row in rows:
             print(f"  {row['name']:<28} {row['n']:>9,}")
+    typed = _typed_trait_columns(cache)
+    if {"trait_is_vip", "trait_ltv"} <= typed.get("user_traits", set()):
+        print("\nUsers by VIP status (typed columns trait_is_vip, trait_ltv: no JSON extraction):")
+        rows = cache.run_sql_query(
+            f"SELECT trait_is_vip AS vip, count(*) AS n, round(avg(trait_ltv), 2) AS ltv FROM {SCHEMA_NAME}.user_traits "
+            "GROUP BY 1 ORDER BY 1 NULLS LAST"
+        )
+        for row in rows:
+            print(f"  vip={str(row['vip']):<5}  {row['n']:>7,} users, average lifetime value {row['ltv']}")
+    if "trait_favorite_color" in typed.get("user_traits", set()):
+        print("\nUsers per favorite color (typed column trait_favorite_color):")
+        rows = cache.run_sql_query(
+            f"SELECT trait_favorite_color AS color, count(*) AS n FROM {SCHEMA_NAME}.user_traits GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5"
+        )
+        for row in rows:
+            print(f"  {str(row['color']):<28} {row['n']:>9,}")
     if "user_traits" in streams:
         rows = cache.run_sql_query(
             f"SELECT external_id, traits FROM {SCHEMA_NAME}.user_traits ORDER BY external_id LIMIT 1"
@@ -121,6 +137,17 @@ def _print_example_queries(cache: Any, streams: tuple[str, ...]) -> None:
             shown = dict(list(traits.items())[:6])
             print(f"\nTraits of {rows[0]['external_id']} (first {len(shown)} of {len(traits)}):")
             print("  " + json.dumps(shown, ensure_ascii=False, default=str)[:400])
+
+
+def _typed_trait_columns(cache: Any) -> dict[str, set[str]]:
+    """The trait_<name> columns each table of the warehouse has (none when discover sampled no profile)."""
+    rows = cache.run_sql_query(
+        f"SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = '{SCHEMA_NAME}' AND column_name LIKE 'trait\\_%' ESCAPE '\\'"
+    )
+    columns: dict[str, set[str]] = {}
+    for row in rows:
+        columns.setdefault(row["table_name"], set()).add(row["column_name"])
+    return columns
 
 
 def run_demo(users: int, accounts: int, db_path: Path, seed: int) -> dict[str, int]:

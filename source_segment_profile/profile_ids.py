@@ -8,6 +8,7 @@ reading a profile twice, and without ever holding every id in memory.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -258,6 +259,10 @@ class UserIds:
     def fingerprint(self) -> str:
         return ids_fingerprint(self._config.user_external_ids)
 
+    def sample(self, size: int) -> list[str]:
+        """The first `size` users: the configured ones, then listed ones (a page of the listing at a time)."""
+        return list(itertools.islice((external_id for page in self.pages() for external_id in page.ids), size))
+
     def pages(self, resume: Optional[ResumePoint] = None) -> Iterator[IdPage]:
         """Every page of ids to read; from `resume` on when it still fits this configuration.
 
@@ -322,6 +327,10 @@ class AccountIds:
     @property
     def total(self) -> Optional[int]:
         return len(self._all())
+
+    def sample(self, size: int) -> list[str]:
+        """The first `size` configured accounts: linked ones would take reading every user's links."""
+        return list(self._config.account_external_ids[:size])
 
     def pages(self, resume: Optional[ResumePoint] = None) -> Iterator[IdPage]:
         yield from configured_pages(tuple(self._all()))

@@ -30,6 +30,7 @@ class StreamProgress:
     not_found: list[str] = field(default_factory=list)
     unmatchable_ids: list[str] = field(default_factory=list)  # configured ids Segment never matches
     label: str = ""  # what the lines name, when it is not the stream itself
+    notes: list[str] = field(default_factory=list)  # a stream's own figures, for its summary line
 
     def __post_init__(self) -> None:
         self._started = self.clock()
@@ -78,6 +79,8 @@ class StreamProgress:
         )
         if self.unmatchable_ids:
             line += f" {unmatchable_ids_warning(self.unmatchable_ids)}"
+        for note in self.notes:
+            line += f" {note}"
         self.logger.info(line)
         return line
 

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any, Iterator, List, Mapping, Optional, Tuple
 
-from airbyte_cdk.models import AirbyteConnectionStatus, AirbyteMessage, Status
+from airbyte_cdk.models import AirbyteCatalog, AirbyteConnectionStatus, AirbyteMessage, Status
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
@@ -25,6 +25,7 @@ from source_segment_profile.rate_budget import RateBudget
 from source_segment_profile.streams import (
     AccountExternalIds,
     AccountTraits,
+    TraitsStream,
     UserEvents,
     UserExternalIds,
     UserLinks,
@@ -81,6 +82,14 @@ class SourceSegmentProfile(AbstractSource):
         except ProfileApiError as error:
             return False, error.message
         return True, None
+
+    def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
+        """The catalog, with the typed trait columns of a sample of profiles (trait_columns.py)."""
+        streams = self.streams(config)
+        for stream in streams:
+            if isinstance(stream, TraitsStream):
+                stream.discover_trait_columns()
+        return AirbyteCatalog(streams=[stream.as_airbyte_stream() for stream in streams])
 
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
         parsed = load_config(config)

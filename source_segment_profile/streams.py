@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 
 import requests
-from airbyte_cdk.models import SyncMode
+from airbyte_cdk.models import ConfiguredAirbyteStream, SyncMode
 from airbyte_cdk.sources.streams.http import HttpStream
 
 from source_segment_profile.api_client import PageRequest, ProfileApiClient
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
-from source_segment_profile.errors import ProfileNotFound, profiles_not_found
+from source_segment_profile.errors import ProfileApiError, ProfileNotFound, profiles_not_found
 from source_segment_profile.events_state import format_timestamp
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pages import ApiPage, page_of
@@ -33,6 +33,7 @@ from source_segment_profile.profile_reader import ProfileRead, ProfileReader, Re
 from source_segment_profile.profile_urls import profile_path, space_url
 from source_segment_profile.progress import StreamProgress
 from source_segment_profile.stream_state import EventsCheckpoints, ReadingCheckpoints, StreamCheckpoints
+from source_segment_profile.trait_columns import TraitColumns
 
 # How often an idle consumer (all workers waiting on the API) still logs progress.
 IDLE_POLL_SECONDS = 1.0
@@ -253,9 +254,16 @@ class DataListStream(ProfileStream, ABC):
 
 
 class TraitsStream(ProfileStream, ABC):
-    """One record per profile: `{external_id, traits}`, the traits of every page merged."""
+    """One record per profile: `{external_id, traits}`, the traits of every page merged, and the
+    typed `trait_<name>` columns (trait_columns.py) its catalog declares."""
 
     merges_pages = True
+
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds"):
+        self._use_columns(TraitColumns())
+        self._misfits = 0
+        self._misfits_lock = threading.Lock()
+        super().__init__(config, client, profiles)
 
     def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
         params = super().request_params(**kwargs)
@@ -272,7 +280,52 @@ class TraitsStream(ProfileStream, ABC):
 
     def merge_pages(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Pages hold distinct traits, in lexicographic order across pages.
-        return [{"external_id": records[0]["external_id"], "traits": {name: value for record in records for name, value in record["traits"].items()}}]
+        traits = {name: value for record in records for name, value in record["traits"].items()}
+        cells, misfits = self._columns.cells(traits)
+        if misfits:
+            with self._misfits_lock:
+                self._misfits += misfits
+        return [{"external_id": records[0]["external_id"], "traits": traits, **cells}]
+
+    # --- typed trait columns ------------------------------------------------------------------
+
+    def get_json_schema(self) -> Mapping[str, Any]:
+        return self._schema
+
+    def _use_columns(self, columns: TraitColumns) -> None:
+        # The CDK asks for the schema after every record: it is built once per set of columns.
+        self._columns = columns
+        schema = load_schema(self.name)
+        self._schema = {**schema, "properties": {**schema["properties"], **columns.schema_properties()}}
+
+    def discover_trait_columns(self) -> None:
+        """Types the trait columns from the traits of a sample of profiles (at discover only)."""
+        ids = self._profiles.sample(self._config.trait_columns_sample_size)
+        if not ids:
+            return
+        reader = ProfileReader(self.read_profile, min(self._config.max_concurrency, len(ids)), lambda: None, IDLE_POLL_SECONDS)
+        try:
+            sampled = [record["traits"] for item in reader.read(ids) if isinstance(item, RecordsRead) for record in item.records]
+        except ProfileApiError as error:
+            self.logger.warning(f"{self.name}: no typed trait columns this time, the sample could not be read: {error.message}")
+            return
+        self._use_columns(TraitColumns.from_sample(sampled, self._config.trait_names))
+        left_out = "; ".join(f"{name!r}: {why}" for name, why in sorted(self._columns.left_out.items()))
+        self.logger.info(
+            f"{self.name}: {len(self._columns.columns)} typed trait columns from {len(sampled)} sampled profiles"
+            + (f"; in 'traits' only: {left_out}." if left_out else ".")
+        )
+
+    def read(self, configured_stream: ConfiguredAirbyteStream, *args: Any, **kwargs: Any) -> Iterable[Any]:
+        """A sync fills the columns its configured catalog declares (not the ones a sample would give now)."""
+        self._use_columns(TraitColumns.from_schema(configured_stream.stream.json_schema or {}))
+        yield from super().read(configured_stream, *args, **kwargs)
+
+    def reading_ended(self) -> None:
+        if self._misfits:
+            self._progress.notes.append(
+                f"{self._misfits} trait values did not fit their typed column (left null there, kept exact in 'traits')."
+            )
 
 
 class ExternalIdsStream(DataListStream, ABC):
