@@ -18,6 +18,8 @@ STREAMS = (
     "user_external_ids",
     "user_metadata",
     "user_links",
+    "user_audiences",
+    "user_computed_traits",
     "account_traits",
     "account_external_ids",
 )

@@ -10,11 +10,18 @@ from typing import Any, Iterable
 def expected_records(truth: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     expected: dict[str, list[dict[str, Any]]] = {stream: [] for stream in (
         "user_traits", "user_events", "user_external_ids", "user_metadata", "user_links",
-        "account_traits", "account_external_ids",
+        "user_audiences", "user_computed_traits", "account_traits", "account_external_ids",
     )}
     for user in truth["users"]:
         lookup = user["lookup_id"]
-        expected["user_traits"].append({"external_id": lookup, "traits": user["traits"]})
+        expected["user_traits"].append(traits_record(lookup, user))
+        for name, detail in user["trait_details"].items():
+            update = {"updated_at": detail["updated_at"], "source_id": detail["source_id"]}
+            value = user["traits"][name]
+            if detail["class"] == "audience":
+                expected["user_audiences"].append({"external_id": lookup, "audience": name, "in_audience": value if isinstance(value, bool) else None, **update})
+            elif detail["class"] == "computed_trait":
+                expected["user_computed_traits"].append({"external_id": lookup, "trait": name, "value": value, **update})
         for event in user["events"]:
             record = {**event, "external_id": lookup}
             if record.get("messageId") is None and record.get("message_id") is not None:
@@ -28,9 +35,20 @@ def expected_records(truth: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             expected["user_links"].append({**link, "external_id": lookup, "linked_external_id": min(ids, default="")})
     for account in truth["accounts"]:
         lookup = account["lookup_id"]
-        expected["account_traits"].append({"external_id": lookup, "traits": account["traits"]})
+        expected["account_traits"].append(traits_record(lookup, account))
         expected["account_external_ids"] += [{**item, "external_id": lookup} for item in account["external_ids"]]
     return expected
+
+
+def traits_record(lookup: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """A traits stream's record: the plain values and, from verbose=true, each trait's last update.
+    (A profile without traits answers an empty page: no provenance.)"""
+    record = {"external_id": lookup, "traits": profile["traits"]}
+    if profile["traits"]:
+        record["traits_provenance"] = {
+            name: {"updated_at": detail["updated_at"], "source_id": detail["source_id"]} for name, detail in profile["trait_details"].items()
+        }
+    return record
 
 
 def as_multiset(records: Iterable[dict[str, Any]]) -> Counter[str]:

@@ -34,6 +34,20 @@ EXTERNAL_ID = {"type": "string", "description": "The configured lookup id ('type
 ANY_OBJECT = {"type": ["null", "object"], "additionalProperties": True}
 TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "airbyte_type": "timestamp_with_timezone"}
 
+# With `verbose=true` each trait is `{"value", "source_id", "updated_at"}` (Segment's Profile API
+# docs): what the traits streams keep beside the plain values, and what the class streams emit.
+TRAIT_UPDATE = {
+    "updated_at": {**TIMESTAMP, "description": "When the trait was last set (verbose=true)."},
+    "source_id": {"type": ["null", "string"], "description": "The Segment source that last set it (verbose=true)."},
+}
+TRAIT_PROVENANCE = {
+    "traits_provenance": {
+        "type": ["null", "object"],
+        "additionalProperties": {"type": ["null", "object"], "properties": TRAIT_UPDATE},
+        "description": "For every trait, when it was last set and by which source: {name: {updated_at, source_id}} (verbose=true).",
+    }
+}
+
 # Fields the real API sends that the seed spec does not list (profile-api-facts.md).
 EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "Event": {
@@ -105,7 +119,7 @@ def build_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     components = spec["components"]["schemas"]
 
     def traits(path: str) -> dict[str, Any]:
-        return {"traits": resolve(spec, response_schema(spec, path)["properties"]["traits"])}
+        return {"traits": resolve(spec, response_schema(spec, path)["properties"]["traits"]), **TRAIT_PROVENANCE}
 
     event = resolve(spec, components["Event"])["properties"] | EXTRA_FIELDS["Event"]
     external_id = resolve(spec, components["ExternalId"])["properties"] | EXTRA_FIELDS["ExternalId"]
@@ -123,6 +137,22 @@ def build_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "account_external_ids": stream_schema(copy.deepcopy(external_id), "One record per external id of an account profile."),
         "user_metadata": stream_schema(metadata, "One record per user profile: its metadata, flat or unwrapped from {\"metadata\": {...}}."),
         "user_links": stream_schema(link, "One record per profile linked to a user profile (e.g. its accounts)."),
+        "user_audiences": stream_schema(
+            {
+                "audience": {"type": "string", "description": "The audience's key (its trait name): with external_id, the primary key."},
+                "in_audience": {"type": ["null", "boolean"], "description": "Whether the profile is in the audience (the trait's value)."},
+                **TRAIT_UPDATE,
+            },
+            "One record per user profile and audience (traits with class=audience).",
+        ),
+        "user_computed_traits": stream_schema(
+            {
+                "trait": {"type": "string", "description": "The computed trait's name: with external_id, the primary key."},
+                "value": {"description": "The computed trait's value, any JSON."},
+                **TRAIT_UPDATE,
+            },
+            "One record per user profile and computed trait (traits with class=computed_trait).",
+        ),
     }
 
 

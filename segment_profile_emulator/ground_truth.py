@@ -4,7 +4,7 @@ a connector's output against it."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .formats import format_timestamp, to_json_bytes
 
@@ -30,6 +30,7 @@ def ground_truth_chunks(dataset: Dataset, now_ms: int | None = None) -> Iterator
             "ids": user.ids,
             "segment_id": user.segment_id,
             "traits": user.traits,
+            "trait_details": trait_details(user),
             "external_ids": user.external_ids,
             "metadata": user.metadata,
             "links": dataset.user_links(user),
@@ -49,12 +50,21 @@ def ground_truth_chunks(dataset: Dataset, now_ms: int | None = None) -> Iterator
             "ids": account.ids,
             "segment_id": account.segment_id,
             "traits": account.traits,
+            "trait_details": trait_details(account),
             "external_ids": account.external_ids,
             "links": dataset.account_links(account),
         }
         for account in dataset.accounts
     ]
     yield b'],"accounts":' + to_json_bytes(accounts) + b"}"
+
+
+def trait_details(profile: Any) -> dict:
+    """What `verbose=true` and `class=` answer for each trait: its class, source and last update."""
+    return {
+        name: {"class": detail.trait_class, "source_id": detail.source_id, "updated_at": detail.updated_at}
+        for name, detail in profile.trait_details.items()
+    }
 
 
 def ground_truth(dataset: Dataset, now_ms: int | None = None) -> dict:

@@ -127,6 +127,14 @@ def _print_example_queries(cache: Any, streams: tuple[str, ...]) -> None:
         )
         for row in rows:
             print(f"  {str(row['color']):<28} {row['n']:>9,}")
+    if "user_audiences" in streams:
+        print("\nAudience sizes (user_audiences):")
+        rows = cache.run_sql_query(
+            f"SELECT audience, count(*) FILTER (WHERE in_audience) AS members, count(*) AS profiles "
+            f"FROM {SCHEMA_NAME}.user_audiences GROUP BY 1 ORDER BY 1"
+        )
+        for row in rows:
+            print(f"  {row['audience']:<32} {row['members']:>7,} of {row['profiles']:,} profiles")
     if "user_traits" in streams:
         rows = cache.run_sql_query(
             f"SELECT external_id, traits FROM {SCHEMA_NAME}.user_traits ORDER BY external_id LIMIT 1"

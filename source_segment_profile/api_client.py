@@ -34,6 +34,7 @@ from urllib3.util.retry import Retry
 from source_segment_profile.config import ConnectorConfig
 from source_segment_profile.errors import (
     CredentialsRejected,
+    FeatureUnavailable,
     ProfileNotFound,
     RateLimitExhausted,
     TransientApiError,
@@ -231,6 +232,12 @@ class ProfileApiClient:
             return f"HTTP {status}"
         if status == 404:
             raise ProfileNotFound(request_id)
+        if status == 400 and "class" in request.params and names_the_parameter(response.content, "class"):
+            raise FeatureUnavailable(
+                f"The Profile API refused class={request.params['class']} for {request.describe(request_id)} (HTTP 400: "
+                f"{body_excerpt(response.content)!r}): this space does not filter traits by that class (no Unify audiences "
+                f"or computed traits). Deselect the stream '{request.endpoint}' in the connection."
+            )
         if status in (401, 403):
             raise CredentialsRejected(
                 f"The Profile API answered {status} for space '{self._config.space_id}' ({request.describe(request_id)}): "
@@ -320,11 +327,22 @@ def build_session(config: ConnectorConfig) -> requests.Session:
 
 def refuses_page_size(body: bytes) -> bool:
     """True when a 400 is a `validation_error` whose message names `limit`."""
+    error = error_of(body)
+    return error.get("code") == "validation_error" and bool(LIMIT_REFUSED.search(str(error.get("message"))))
+
+
+def names_the_parameter(body: bytes, parameter: str) -> bool:
+    """True when an error body's message names `parameter` (e.g. "class must be audience or computed_trait")."""
+    return re.search(rf"\b{re.escape(parameter)}\b", str(error_of(body).get("message", ""))) is not None
+
+
+def error_of(body: bytes) -> dict[str, Any]:
+    """The `{"code", "message"}` of an error body, or {} when it has none."""
     try:
         error = json.loads(body).get("error")
     except (ValueError, AttributeError):
-        return False
-    return isinstance(error, dict) and error.get("code") == "validation_error" and bool(LIMIT_REFUSED.search(str(error.get("message"))))
+        return {}
+    return error if isinstance(error, dict) else {}
 
 
 def basic_auth_header(access_token: str) -> str:

@@ -65,6 +65,12 @@ class TransportMisconfigured(ProfileApiError):
     failure_type = FailureType.config_error
 
 
+class FeatureUnavailable(ProfileApiError):
+    """A 400 about `class`: the space has no audiences or computed traits to filter by."""
+
+    failure_type = FailureType.config_error
+
+
 class ProfilesNotFound(ProfileApiError):
     """Every profile a stream looked up answered 404: the ids, the space or the region is wrong."""
 

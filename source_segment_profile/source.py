@@ -26,6 +26,8 @@ from source_segment_profile.streams import (
     AccountExternalIds,
     AccountTraits,
     TraitsStream,
+    UserAudiences,
+    UserComputedTraits,
     UserEvents,
     UserExternalIds,
     UserLinks,
@@ -33,7 +35,7 @@ from source_segment_profile.streams import (
     UserTraits,
 )
 
-USER_STREAMS = (UserTraits, UserEvents, UserExternalIds, UserMetadata, UserLinks)
+USER_STREAMS = (UserTraits, UserEvents, UserExternalIds, UserMetadata, UserLinks, UserAudiences, UserComputedTraits)
 ACCOUNT_STREAMS = (AccountTraits, AccountExternalIds)
 # The stream names users select (the CDK names a stream after its class: UserTraits -> user_traits).
 STREAM_NAMES = tuple(camel_to_snake(stream.__name__) for stream in USER_STREAMS + ACCOUNT_STREAMS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from abc import ABC
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
@@ -39,6 +39,8 @@ from source_segment_profile.trait_columns import TraitColumns
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
+# What `verbose=true` makes of each trait (Segment's Profile API docs).
+VERBOSE_FIELDS = frozenset({"value", "source_id", "updated_at"})
 
 
 @functools.cache
@@ -266,17 +268,16 @@ class TraitsStream(ProfileStream, ABC):
         super().__init__(config, client, profiles)
 
     def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
-        params = super().request_params(**kwargs)
+        # verbose=true: each trait comes with when and by which source it was last set.
+        params = {**super().request_params(**kwargs), "verbose": "true"}
         if self._config.trait_names:
             params["include"] = ",".join(self._config.trait_names)
         return params
 
     def parse_response(self, response: requests.Response, *, stream_slice: Optional[Mapping[str, Any]] = None, **_: Any) -> Iterable[Mapping[str, Any]]:
         page = self.page(response, stream_slice)
-        traits = page.body.get("traits")
-        if traits is not None and not isinstance(traits, dict):
-            raise page.unexpected("'traits' is not an object")
-        return [{"external_id": page.external_id, "traits": traits or {}}]
+        values, provenance = verbose_traits(page)
+        return [{"external_id": page.external_id, "traits": values, **({"traits_provenance": provenance} if provenance is not None else {})}]
 
     def merge_pages(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Pages hold distinct traits, in lexicographic order across pages.
@@ -285,7 +286,10 @@ class TraitsStream(ProfileStream, ABC):
         if misfits:
             with self._misfits_lock:
                 self._misfits += misfits
-        return [{"external_id": records[0]["external_id"], "traits": traits, **cells}]
+        merged = {"external_id": records[0]["external_id"], "traits": traits, **cells}
+        if any("traits_provenance" in record for record in records):
+            merged["traits_provenance"] = {name: update for record in records for name, update in record.get("traits_provenance", {}).items()}
+        return [merged]
 
     # --- typed trait columns ------------------------------------------------------------------
 
@@ -326,6 +330,66 @@ class TraitsStream(ProfileStream, ABC):
             self._progress.notes.append(
                 f"{self._misfits} trait values did not fit their typed column (left null there, kept exact in 'traits')."
             )
+
+
+def verbose_traits(page: ApiPage) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """(each trait's value, each trait's `{updated_at, source_id}`) of a page asked for with
+    verbose=true. A page whose values are not all `{"value", ...}` objects (a server that ignored
+    `verbose`) is taken as plain values, with no provenance (None)."""
+    traits = page.body.get("traits")
+    if traits is not None and not isinstance(traits, dict):
+        raise page.unexpected("'traits' is not an object")
+    traits = traits or {}
+    if not traits or not all(isinstance(value, dict) and "value" in value and set(value) <= VERBOSE_FIELDS for value in traits.values()):
+        return traits, None
+    return (
+        {name: value["value"] for name, value in traits.items()},
+        {name: {"updated_at": value.get("updated_at"), "source_id": value.get("source_id")} for name, value in traits.items()},
+    )
+
+
+class TraitClassStream(ProfileStream, ABC):
+    """One record per profile and trait of one class (`class=audience` or `class=computed_trait`,
+    Segment's documented filter of the traits endpoint), each with when and by which source it was
+    last set. Not merged: a profile's traits of the class may span pages."""
+
+    collection, resource = "users", "traits"
+    trait_class: ClassVar[str]
+
+    def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
+        return {**super().request_params(**kwargs), "class": self.trait_class, "verbose": "true"}
+
+    def parse_response(self, response: requests.Response, *, stream_slice: Optional[Mapping[str, Any]] = None, **_: Any) -> Iterable[Mapping[str, Any]]:
+        page = self.page(response, stream_slice)
+        values, provenance = verbose_traits(page)
+        return [self.record(page.external_id, name, value, (provenance or {}).get(name, {})) for name, value in values.items()]
+
+    @abstractmethod
+    def record(self, external_id: str, name: str, value: Any, update: Mapping[str, Any]) -> dict[str, Any]:
+        """The record of one trait of the class."""
+
+
+class UserAudiences(TraitClassStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-traits (class=audience)
+
+    An audience is a trait whose value is the membership: `in_audience` (null if not a boolean).
+    """
+
+    trait_class = "audience"
+    primary_key = ["external_id", "audience"]
+
+    def record(self, external_id: str, name: str, value: Any, update: Mapping[str, Any]) -> dict[str, Any]:
+        return {"external_id": external_id, "audience": name, "in_audience": value if isinstance(value, bool) else None, **update}
+
+
+class UserComputedTraits(TraitClassStream):
+    """https://segment.com/docs/unify/profile-api/#get-user-traits (class=computed_trait)"""
+
+    trait_class = "computed_trait"
+    primary_key = ["external_id", "trait"]
+
+    def record(self, external_id: str, name: str, value: Any, update: Mapping[str, Any]) -> dict[str, Any]:
+        return {"external_id": external_id, "trait": name, "value": value, **update}
 
 
 class ExternalIdsStream(DataListStream, ABC):

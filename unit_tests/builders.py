@@ -30,6 +30,9 @@ BASE_URL = "https://profiles.segment.com"
 USER_STREAMS = ("user_traits", "user_events", "user_external_ids", "user_metadata", "user_links")
 ACCOUNT_STREAMS = ("account_traits", "account_external_ids")
 ALL_STREAMS = USER_STREAMS + ACCOUNT_STREAMS
+# The streams of one class of traits read the traits path too (with `class=`): FakeProfileApi answers
+# by path, so they are tested apart (unit_tests/integration/test_user_trait_classes.py).
+TRAIT_CLASS_STREAMS = ("user_audiences", "user_computed_traits")
 # stream -> (collection, resource)
 ENDPOINTS = {
     "user_traits": ("users", "traits"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from airbyte_cdk.models import SyncMode
 
-from unit_tests.builders import ALL_STREAMS, config
+from unit_tests.builders import ALL_STREAMS, TRAIT_CLASS_STREAMS, config
 from unit_tests.conftest import REPO_ROOT, run_discover, stream_schema
 
 pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
@@ -25,6 +25,8 @@ PRIMARY_KEYS = {
     "account_external_ids": [["external_id"], ["type"], ["id"]],
     "user_metadata": [["external_id"]],
     "user_links": [["external_id"], ["to_collection"], ["linked_external_id"]],
+    "user_audiences": [["external_id"], ["audience"]],
+    "user_computed_traits": [["external_id"], ["trait"]],
 }
 
 
@@ -92,11 +94,11 @@ def test_maps_allow_any_keys(stream, field):
     assert prop.get("additionalProperties", True) is True
 
 
-def test_discover_serves_the_seven_streams_with_their_schemas_and_keys():
+def test_discover_serves_the_nine_streams_with_their_schemas_and_keys():
     output = run_discover(config())
 
     streams = {stream.name: stream for stream in output.catalog.catalog.streams}
-    assert sorted(streams) == sorted(ALL_STREAMS)
+    assert sorted(streams) == sorted(ALL_STREAMS + TRAIT_CLASS_STREAMS)
     for name, stream in streams.items():
         assert stream.json_schema == stream_schema(name)
         assert stream.source_defined_primary_key == PRIMARY_KEYS[name]
@@ -104,7 +106,7 @@ def test_discover_serves_the_seven_streams_with_their_schemas_and_keys():
     assert set(events.supported_sync_modes) == {SyncMode.full_refresh, SyncMode.incremental}
     assert events.default_cursor_field == ["timestamp"]
     assert events.source_defined_cursor
-    for name in set(ALL_STREAMS) - {"user_events"}:
+    for name in set(ALL_STREAMS + TRAIT_CLASS_STREAMS) - {"user_events"}:
         assert streams[name].supported_sync_modes == [SyncMode.full_refresh]
 
 

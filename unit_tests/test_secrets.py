@@ -70,7 +70,7 @@ def test_check_output_holds_no_secret(api, answer):
 def test_discover_output_holds_no_secret(api):
     output = run_discover(canary_config())
 
-    assert len(output.catalog.catalog.streams) == 7
+    assert len(output.catalog.catalog.streams) == 9
     assert_no_secret(output_text(output))
 
 

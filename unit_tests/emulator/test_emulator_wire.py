@@ -155,6 +155,7 @@ def test_the_option_adds_the_trait_and_changes_nothing_else():
     with_trait = ground_truth(build_dataset(20, 2, seed=4, now=NOW, lone_surrogate_trait=True))
     for user in with_trait["users"]:
         user["traits"].pop("nickname", None)
+        user["trait_details"].pop("nickname", None)
     assert with_trait == plain
 
 

@@ -28,7 +28,7 @@ def _account_id_item(value: str) -> dict[str, Any]:
 
 class TestAccountTraits(ProfileStreamScenarios, TestCase):
     stream = "account_traits"
-    query = {"limit": 200}
+    query = {"limit": 200, "verbose": "true"}  # each trait with its last update and source
 
     def answer(self, external_id: str) -> tuple[TraitsResponseBuilder, list[dict[str, Any]]]:
         return TraitsResponseBuilder.of(self.stream), [{"external_id": external_id, "traits": TEMPLATE_TRAITS}]
@@ -37,7 +37,7 @@ class TestAccountTraits(ProfileStreamScenarios, TestCase):
     def test_pages_are_followed_with_next_and_merged_into_one_record(self, http_mocker: StrictHttpMocker) -> None:
         http_mocker.get(self.request(GROUP_ID).build(), TraitsResponseBuilder.of(self.stream).with_traits({"industry": "Retail"}).with_next("name").build())
         http_mocker.get(
-            ProfileRequestBuilder.account("traits", GROUP_ID).with_limit(200).with_next("name").build(),
+            ProfileRequestBuilder.account("traits", GROUP_ID).with_limit(200).with_param("verbose", "true").with_next("name").build(),
             TraitsResponseBuilder.of(self.stream).with_traits({"name": "Globex"}).build(),
         )
 
@@ -80,7 +80,7 @@ class TestAccountsFromUserLinks(TestCase):
                 page.with_record(link_record().with_id(group_id))
             http_mocker.get(ProfileRequestBuilder.user("links", user_id).with_limit(20).build(), page.build())
         for group_id in ("group_id:acme", "group_id:globex"):
-            http_mocker.get(ProfileRequestBuilder.account("traits", group_id).with_limit(200).build(), TraitsResponseBuilder.of("account_traits").build())
+            http_mocker.get(ProfileRequestBuilder.account("traits", group_id).with_limit(200).with_param("verbose", "true").build(), TraitsResponseBuilder.of("account_traits").build())
 
     def _config(self) -> dict[str, Any]:
         return ConfigBuilder().with_user_ids("user_id:u1", "user_id:u2").with_field("accounts_from_user_links", True).build()

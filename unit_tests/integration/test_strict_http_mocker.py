@@ -12,12 +12,12 @@ from unit_tests.integration.response_builders import ErrorResponseBuilder, Trait
 from unit_tests.integration.source_run import read_streams
 from unit_tests.integration.strict_http_mocker import StrictHttpMocker
 
-U1_TRAITS = ProfileRequestBuilder.user("traits", "user_id:u1").with_limit(200).build()
+U1_TRAITS = ProfileRequestBuilder.user("traits", "user_id:u1").with_limit(200).with_param("verbose", "true").build()
 TWO_USERS = ConfigBuilder().with_user_ids("user_id:u1", "user_id:u2").build()
 
 
 def test_a_request_nobody_mocked_fails_the_test_though_the_connector_reports_it_as_a_failed_stream():
-    with pytest.raises(AssertionError, match=r"unexpected request: GET .*/profiles/user_id:u2/traits\?limit=200"):
+    with pytest.raises(AssertionError, match=r"unexpected request: GET .*/profiles/user_id:u2/traits\?verbose=true&limit=200"):
         with StrictHttpMocker() as http_mocker:
             http_mocker.get(U1_TRAITS, TraitsResponseBuilder.of("user_traits").build())
             read_streams(TWO_USERS, "user_traits", expect_failure=True)
@@ -35,7 +35,7 @@ def test_a_mocked_request_never_sent_fails_the_test():
     with pytest.raises(AssertionError, match=r"user_id:u3/traits.* was sent 0 times, mocked with 1 answers"):
         with StrictHttpMocker() as http_mocker:
             http_mocker.get(U1_TRAITS, TraitsResponseBuilder.of("user_traits").build())
-            http_mocker.get(ProfileRequestBuilder.user("traits", "user_id:u3").with_limit(200).build(), TraitsResponseBuilder.of("user_traits").build())
+            http_mocker.get(ProfileRequestBuilder.user("traits", "user_id:u3").with_limit(200).with_param("verbose", "true").build(), TraitsResponseBuilder.of("user_traits").build())
             read_streams(ConfigBuilder().with_user_ids("user_id:u1").build(), "user_traits")
 
 

@@ -37,7 +37,7 @@ STATUS_OUTCOMES = {
 
 class TestUserTraits(ProfileStreamScenarios, TestCase):
     stream = STREAM
-    query = {"limit": 200}
+    query = {"limit": 200, "verbose": "true"}  # each trait with its last update and source
 
     def answer(self, external_id: str) -> tuple[TraitsResponseBuilder, list[dict[str, Any]]]:
         return TraitsResponseBuilder.of(STREAM), [{"external_id": external_id, "traits": TEMPLATE_TRAITS}]
@@ -47,7 +47,7 @@ class TestUserTraits(ProfileStreamScenarios, TestCase):
         profiles = "https://profiles.segment.com/v1/spaces/spa_unit/collections/users/profiles"
         for encoded in ("email:jane%2Bnews%40example.com", "user_id:a%2Fb%3Fc%23d%25e%20f"):
             http_mocker.get(
-                HttpRequest(f"{profiles}/{encoded}/traits", query_params={"limit": "200"}, headers={"Authorization": AUTHORIZATION}),
+                HttpRequest(f"{profiles}/{encoded}/traits", query_params={"limit": "200", "verbose": "true"}, headers={"Authorization": AUTHORIZATION}),
                 TraitsResponseBuilder.of(STREAM).build(),
             )
 
@@ -59,7 +59,7 @@ class TestUserTraits(ProfileStreamScenarios, TestCase):
     def test_pages_are_followed_by_passing_next_back_as_given_and_merged_into_one_record(self, http_mocker: StrictHttpMocker) -> None:
         http_mocker.get(self.request("user_id:u2").build(), TraitsResponseBuilder.of(STREAM).with_traits({"email": "jane@example.com"}).with_next("cD0y+/a==").build())
         http_mocker.get(
-            ProfileRequestBuilder.user("traits", "user_id:u2").with_limit(200).with_next("cD0y+/a==").build(),
+            ProfileRequestBuilder.user("traits", "user_id:u2").with_limit(200).with_param("verbose", "true").with_next("cD0y+/a==").build(),
             TraitsResponseBuilder.of(STREAM).with_traits({"plan": "pro"}).build(),
         )
 
@@ -69,7 +69,7 @@ class TestUserTraits(ProfileStreamScenarios, TestCase):
 
     @StrictHttpMocker()
     def test_trait_names_are_sent_as_include_on_every_page(self, http_mocker: StrictHttpMocker) -> None:
-        first_page = ProfileRequestBuilder.user("traits", "user_id:u2").with_limit(200).with_param("include", "email,plan")
+        first_page = ProfileRequestBuilder.user("traits", "user_id:u2").with_limit(200).with_param("verbose", "true").with_param("include", "email,plan")
         http_mocker.get(first_page.build(), TraitsResponseBuilder.of(STREAM).with_traits({"email": "jane@example.com"}).with_next("plan").build())
         http_mocker.get(first_page.with_next("plan").build(), TraitsResponseBuilder.of(STREAM).with_traits({"plan": "pro"}).build())
 
@@ -119,3 +119,28 @@ class TestUserTraits(ProfileStreamScenarios, TestCase):
 
         assert sorted(record["external_id"] for record in records(output)) == ["segment_id:use_a", "segment_id:use_b"]
         assert final_state(output, STREAM) == {"__ab_full_refresh_sync_complete": True}
+
+
+class TestUserTraitsProvenance(TestCase):
+    """verbose=true: the traits keep their plain values; when and by which source each was last set
+    goes to `traits_provenance` (issue 23)."""
+
+    @StrictHttpMocker()
+    def test_a_verbose_answer_gives_plain_traits_and_each_trait_s_last_update_and_source(self, http_mocker: StrictHttpMocker) -> None:
+        verbose = {
+            "plan": {"value": "pro", "source_id": "src_web", "updated_at": "2026-11-01T10:00:00.000Z"},
+            "ltv": {"value": 12.5, "source_id": "src_billing", "updated_at": "2026-11-02T11:00:00.000Z"},
+        }
+        request = ProfileRequestBuilder.user("traits", "user_id:u2").with_limit(200).with_param("verbose", "true")
+        http_mocker.get(request.build(), TraitsResponseBuilder.of(STREAM).with_traits(verbose).build())
+
+        output = read_streams(ConfigBuilder().with_user_ids("user_id:u2").build(), STREAM)
+
+        assert records(output) == [{
+            "external_id": "user_id:u2",
+            "traits": {"plan": "pro", "ltv": 12.5},
+            "traits_provenance": {
+                "plan": {"updated_at": "2026-11-01T10:00:00.000Z", "source_id": "src_web"},
+                "ltv": {"updated_at": "2026-11-02T11:00:00.000Z", "source_id": "src_billing"},
+            },
+        }]
