@@ -62,7 +62,11 @@ def test_request_count_is_one_per_profile_per_stream_plus_extra_pages(emulator, 
     by_endpoint = emulator.stats()["by_endpoint"]
     pages = lambda items, size: max(1, -(-items // size))  # noqa: E731
     users = truth["users"]
-    assert by_endpoint["user_traits"] == sum(pages(len(user["traits"]), 200) for user in users)
+    # The traits path serves user_traits, and user_audiences and user_computed_traits (class=...).
+    of_class = lambda user, trait_class: sum(detail["class"] == trait_class for detail in user["trait_details"].values())  # noqa: E731
+    assert by_endpoint["user_traits"] == sum(
+        pages(len(user["traits"]), 200) + pages(of_class(user, "audience"), 200) + pages(of_class(user, "computed_trait"), 200) for user in users
+    )
     assert by_endpoint["user_events"] == sum(pages(len(user["events"]), 200) for user in users)
     assert by_endpoint["user_external_ids"] == sum(pages(len(user["external_ids"]), 200) for user in users)
     assert by_endpoint["user_metadata"] == len(users)

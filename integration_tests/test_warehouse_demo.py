@@ -40,8 +40,8 @@ def test_demo_syncs_every_stream_into_duckdb_and_continues_incrementally(tmp_pat
     # Issue 23: queries on typed trait columns, no JSON extraction.
     assert "Users by VIP status (typed columns trait_is_vip, trait_ltv" in first, first
     assert "Users per favorite color (typed column trait_favorite_color):" in first
-    audiences = re.findall(r"^  (audience_\w+)\s+([\d,]+) of 30 profiles$", first, re.M)
-    assert [name for name, _ in audiences] == ["audience_churn_risk", "audience_high_value", "audience_newsletter_engaged"]
+    audiences = re.findall(r"^  (audience_\w+)\s+[\d,]+ of [\d,]+ profiles$", first, re.M)
+    assert audiences == ["audience_churn_risk", "audience_high_value", "audience_newsletter_engaged"]
     vip_lines = [line for line in first.splitlines() if line.strip().startswith("vip=")]
     assert sum(int(line.split()[1].replace(",", "")) for line in vip_lines) == 30
     assert db_path.exists()
