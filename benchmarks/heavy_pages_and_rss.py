@@ -5,7 +5,7 @@ Issue 13, request path at real-API conditions (1,000 users and 100 accounts unle
   heavy-pages  user_events only, every page full (200 events), 50 ms +-50% latency, 100/s limit
                and budget: records/s (first to last record's emitted_at) >= 0.95 x 100 pages/s x
                200 records; and the connector's CPU seconds per 100,000 records.
-  rss-scale    7 streams, no latency nor limit: peak RSS at 10x the profiles <= 1.10x.
+  rss-scale    every stream, no latency nor limit: peak RSS at 10x the profiles <= 1.10x.
   rss-heavy    user_events of 11 users, with and without a profile of 100,000 events: < 50 MiB more.
                Both RSS rows: the median of --rss-repeats pairs of runs.
 """
@@ -16,7 +16,7 @@ import argparse
 import math
 from typing import Callable, Optional
 
-from benchmarks.connector_runs import SEGMENT_LIMIT, UNPACED_BUDGET, USERS, ConnectorRead, rejected, run_summary, sync
+from benchmarks.connector_runs import SEGMENT_LIMIT, STREAMS, UNPACED_BUDGET, USERS, ConnectorRead, rejected, run_summary, sync
 from benchmarks.report import Check, Row
 
 PAGE_SIZE = 200  # the connector's default page_size, the largest the API takes for events
@@ -71,7 +71,7 @@ def rss_scale(args: argparse.Namespace) -> Row:
     small, large, ratios = median_pair(pairs, lambda small, large: large.peak_rss_mib / small.peak_rss_mib)
     ratio = large.peak_rss_mib / small.peak_rss_mib
     return Row(
-        f"Peak RSS (connector process, VmHWM), 7 streams, {USERS * 11 // 10:,} vs {USERS * 110 // 10:,} profiles, no latency nor limit",
+        f"Peak RSS (connector process, VmHWM), {len(STREAMS)} streams, {USERS * 11 // 10:,} vs {USERS * 110 // 10:,} profiles, no latency nor limit",
         [Check("peak RSS ratio", f"{small.peak_rss_mib:.0f} -> {large.peak_rss_mib:.0f} MiB = **{ratio:.2f}x**", "<= 1.10x", ratio <= 1.10)],
         f"median of {len(pairs)} pairs: {', '.join(f'{each:.2f}x' for each in ratios)}; {small.records:,} and {large.records:,} records; "
         f"user_events state {small.state_bytes.get('user_events', 0) / 1024:.0f} and {large.state_bytes.get('user_events', 0) / 1024:.0f} KiB",

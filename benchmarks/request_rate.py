@@ -2,7 +2,7 @@
 answered per second, and how many 429s it draws.
 
 Issue 13, request path at real-API conditions (1,000 users and 100 accounts unless said):
-  budget       7 streams, full refresh, 100 ms +-50% latency, 100/s limit, budget 100/s:
+  budget       every stream, full refresh, 100 ms +-50% latency, 100/s limit, budget 100/s:
                successful requests/s / budget >= 0.95, no 429.
 Issue 14, adaptive rate (the connector's default config, budget 80/s; 100 ms +-50% latency):
   uncontended  limit 100/s: successful requests/s / 80 >= 0.95, no 429.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from benchmarks.connector_runs import ACCOUNTS, SEGMENT_LIMIT, USERS, goodput, rejected, run_summary, sync
+from benchmarks.connector_runs import ACCOUNTS, SEGMENT_LIMIT, STREAMS, USERS, goodput, rejected, run_summary, sync
 from benchmarks.report import Check, Row, share
 
 DEFAULT_BUDGET = 80  # the connector's default requests_per_second (spec.json)
@@ -37,7 +37,7 @@ def budget_use(args: argparse.Namespace) -> Row:
         Check("429s", f"**{rejected(stats)}**", "0", rejected(stats) == 0),
     ]
     return Row(
-        f"Budget use: 7 streams, full refresh, {USERS + ACCOUNTS:,} profiles, 100 ms +-50% latency, limit {SEGMENT_LIMIT}/s, budget {budget}/s",
+        f"Budget use: {len(STREAMS)} streams, full refresh, {USERS + ACCOUNTS:,} profiles, 100 ms +-50% latency, limit {SEGMENT_LIMIT}/s, budget {budget}/s",
         checks,
         f"{run_summary(stats)}; {result.records:,} records; "
         f"{stats['requests_total'] / (USERS + ACCOUNTS):.2f} requests per profile",
@@ -51,7 +51,7 @@ def uncontended(args: argparse.Namespace) -> Row:
     stats, result = sync({"users": USERS, "accounts": ACCOUNTS, **REAL_LATENCY, "rate_limit": SEGMENT_LIMIT})
     ratio = goodput(stats) / DEFAULT_BUDGET
     return Row(
-        f"Uncontended: limit {SEGMENT_LIMIT}/s, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+        f"Uncontended: limit {SEGMENT_LIMIT}/s, default config (budget {DEFAULT_BUDGET}/s), {len(STREAMS)} streams, {USERS + ACCOUNTS:,} profiles",
         [
             Check("successful requests/s / budget", f"{goodput(stats):.1f}/s = **{ratio:.2f}**", ">= 0.95", ratio >= 0.95),
             Check("429s", f"**{rejected(stats)}**", "0", rejected(stats) == 0),
@@ -90,7 +90,7 @@ def contended(limit: float, retry_after: str) -> Callable[[argparse.Namespace], 
         checks, figures = contention_checks(stats, limit, "limit", retry_after)
         telling = "no Retry-After" if retry_after == "none" else f"Retry-After ({retry_after})"
         return Row(
-            f"Contended: limit {limit:g}/s, 429s with {telling}, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+            f"Contended: limit {limit:g}/s, 429s with {telling}, default config (budget {DEFAULT_BUDGET}/s), {len(STREAMS)} streams, {USERS + ACCOUNTS:,} profiles",
             checks,
             f"{run_summary(stats)}; {result.records:,} records",
             [
@@ -117,7 +117,7 @@ def limit_drop(args: argparse.Namespace) -> Row:
     capacity = min(before, DEFAULT_BUDGET) * min(elapsed, drop_after) + min(after, DEFAULT_BUDGET) * max(0.0, elapsed - drop_after)
     checks, figures = contention_checks(stats, capacity / elapsed, "capacity", emulator["retry_after"])
     return Row(
-        f"Limit drop: {before}/s, then {after}/s from {drop_after} s on, no Retry-After, default config (budget {DEFAULT_BUDGET}/s), 7 streams, {USERS + ACCOUNTS:,} profiles",
+        f"Limit drop: {before}/s, then {after}/s from {drop_after} s on, no Retry-After, default config (budget {DEFAULT_BUDGET}/s), {len(STREAMS)} streams, {USERS + ACCOUNTS:,} profiles",
         checks,
         f"capacity {capacity:,.0f} requests (min(limit, {DEFAULT_BUDGET}/s) over the {elapsed:.1f} s); {run_summary(stats)}; {result.records:,} records",
         [f"When the limit dropped from {before}/s to {after}/s after {drop_after} s, goodput was {figures['goodput_ratio']:.2f} of capacity; {figures['share_429']:.1%} of requests drew a 429."],
