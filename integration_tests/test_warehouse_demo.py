@@ -20,6 +20,7 @@ def run_demo(db_path: Path) -> str:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     # Only what a user acts on: no library's warnings (Google's clients print four at import).
     assert not re.search(r"^\w*Warning: ", completed.stdout + completed.stderr, re.M), completed.stderr[:3000]
+    assert "Could not determine airbyte type" not in completed.stdout + completed.stderr
     return completed.stdout
 
 

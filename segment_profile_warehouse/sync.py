@@ -45,6 +45,19 @@ def _prepare_pyairbyte_environment(work_dir: Path) -> None:
     os.environ.setdefault("AIRBYTE_LOGGING_ROOT", str(work_dir / "logs"))
 
 
+def _quiet_about_any_json_fields(types_module: Any) -> None:
+    """PyAirbyte prints "Could not determine airbyte type from JSON schema" for a field of no single
+    JSON type (user_computed_traits' `value`: any JSON, as Airbyte's destinations store it) once per
+    batch, then stores it as text holding the JSON: nothing a user acts on. Its other notices pass."""
+    shown = types_module.print
+
+    def print_unless_any_json(*args: Any, **kwargs: Any) -> None:
+        if not (args and str(args[0]).startswith("Could not determine airbyte type from JSON schema: {'description'")):
+            shown(*args, **kwargs)
+
+    types_module.print = print_unless_any_json
+
+
 def connector_executable() -> str:
     """The installed connector CLI, next to this interpreter (the same venv) or on PATH."""
     beside = Path(sys.executable).parent / "source-segment-profile"
@@ -63,7 +76,10 @@ def sync_to_duckdb(config: Mapping[str, Any], db_path: Path, streams: tuple[str,
     db_path.parent.mkdir(parents=True, exist_ok=True)
     _prepare_pyairbyte_environment(db_path.parent)
     import airbyte as ab  # noqa: E402 (the environment above must be set first)
+    import airbyte.types
     from airbyte.caches import DuckDBCache
+
+    _quiet_about_any_json_fields(airbyte.types)
 
     source = ab.get_source("source-segment-profile", config=dict(config), local_executable=connector_executable())
     _show_connector_progress(source)
