@@ -189,6 +189,6 @@ def test_a_state_with_no_usable_watermark_fails_with_a_config_error_that_keeps_t
         assert run.returncode != 0
         errors = [error for error in run.errors if "Retain records" in error["message"]]
         assert errors and errors[0]["failure_type"] == "config_error"
-        # Issue 21: Reset is Airbyte's "Clear data", which deletes the only copy of old events.
+        # Issue 21: Reset (now Airbyte's Clear action) deletes the only copy of old events.
         assert all("reset" not in error["message"].lower() for error in run.errors)
         assert "Traceback" not in run.stderr

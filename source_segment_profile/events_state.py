@@ -54,7 +54,7 @@ STATE_ERROR_ADVICE = (
     "Nothing was read and the state was not changed. To go on: run the connector version that wrote this state, "
     "or in Airbyte refresh the user_events stream keeping its records (Refresh, 'Retain records'): its next sync "
     "then reads every event the API still keeps (~14 days) and append + dedup removes the overlap. Do not use "
-    "'Clear data': it deletes the events older than 14 days, which only your destination still holds."
+    "Airbyte's Clear action on this stream: it deletes the events older than 14 days, which only your destination still holds."
 )
 
 

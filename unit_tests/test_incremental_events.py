@@ -434,8 +434,8 @@ def test_a_state_with_no_usable_watermark_is_a_config_error_that_never_advises_d
     error = result.stream_error("user_events")
     assert error.failure_type == FailureType.config_error
     assert "user_events" in error.message and "Retain records" in error.message
-    # Issue 21: Reset is Airbyte's "Clear data", which deletes the only copy of events older than 14 days.
-    assert "reset" not in error.message.lower() and "Do not use 'Clear data'" in error.message
+    # Issue 21: Reset (now Airbyte's Clear action) deletes the only copy of events older than 14 days.
+    assert "reset" not in error.message.lower() and "Do not use Airbyte's Clear action" in error.message
     assert api.requests_to("user_events") == []
     # No crash: the other stream of the sync is read.
     assert [record["external_id"] for record in result.records("user_traits")] == ["user_id:u1"]
