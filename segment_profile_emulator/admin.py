@@ -54,7 +54,7 @@ class AdminRoutes:
             elif route == ("GET", "faults"):
                 answer = server.settings.runtime_knobs()
             elif route == ("POST", "faults"):
-                server.settings.update(**json.loads(request_body or b"{}"))
+                server.update_knobs(**json.loads(request_body or b"{}"))
                 answer = server.settings.runtime_knobs()
             elif route == ("POST", "shutdown"):
                 # Answered before the shutdown starts: once serve_forever returns, the process may

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument("--no-list-method", action="store_true",
                      help="GET .../collections/users/profiles answers 404 (listing not available)")
+    api.add_argument(
+        "--computed-traits-epoch", type=int, default=DEFAULTS.computed_traits_epoch, metavar="N",
+        help="another N recomputes every computed trait (new values, updated_at at the clock) without moving metadata",
+    )
 
     faults = parser.add_argument_group("faults (probabilities per request)")
     faults.add_argument("--fault-429", type=_probability, default=0.0, help="extra 429s (a storm)")
@@ -146,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     dataset = build_dataset(
         args.users, args.accounts, args.seed, args.space_id, args.now, **asdict(settings.dataset_options())
     )
+    server = EmulatorServer(settings, dataset)  # applies the data's runtime knobs: before the ground truth
     if args.ground_truth:
         _write_atomically(args.ground_truth, ground_truth_chunks(dataset))
-    server = EmulatorServer(settings, dataset)
     if args.ready_file:
         _write_atomically(args.ready_file, [to_json_bytes({"url": server.url, "pid": os.getpid()})])
     print(

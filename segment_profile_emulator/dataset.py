@@ -29,10 +29,11 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from .events import EventGenerator, EventWindow
-from .formats import parse_timestamp
+from .formats import format_timestamp, parse_timestamp
 from .options import DatasetOptions
-from .profiles import SEGMENT_ID_TYPE, AccountProfile, UserProfile, build_account, build_user
+from .profiles import SEGMENT_ID_TYPE, AccountProfile, UserProfile, build_account, build_user, metadata_moved_by
 from .randomness import random_base62, stable_hash
+from .traits import ComputedTraitsEpoch, TraitDetail
 
 # Cache of generated event windows, bounded by the number of events it holds.
 EVENT_CACHE_MAX_EVENTS = 200_000
@@ -136,6 +137,7 @@ class Dataset:
         # they would flush, for the last two clocks (an events cursor keeps the clock it began at).
         self._heavy_windows: OrderedDict[tuple[int, int], EventWindow] = OrderedDict()
         self._heavy_generation_lock = threading.Lock()
+        self.computed_traits = ComputedTraitsEpoch()
 
     # Profiles ------------------------------------------------------------------------------------
 
@@ -167,6 +169,20 @@ class Dataset:
                 if user.answers_to(profile_id):
                     return user
         return None
+
+    def traits_of(self, profile: UserProfile | AccountProfile) -> tuple[dict[str, Any], dict[str, TraitDetail]]:
+        """A profile's traits and their details as served now (see set_computed_traits_epoch)."""
+        return self.computed_traits.traits_of(self.seed, profile)
+
+    def set_computed_traits_epoch(self, epoch: int, now_ms: int) -> None:
+        """Recompute every computed trait, as at clock `now_ms`, if `epoch` is a new one. No message
+        is involved: the profiles' metadata does not move."""
+        if epoch != self.computed_traits.epoch:
+            self.computed_traits = ComputedTraitsEpoch(epoch, format_timestamp(now_ms))
+
+    def user_metadata(self, user: UserProfile, now_ms: int) -> dict:
+        """The user's metadata body at clock `now_ms`: it moves with the newest message that arrived."""
+        return metadata_moved_by(user.metadata, self.visible_events(user, now_ms).newest_arrival)
 
     # Links ---------------------------------------------------------------------------------------
 

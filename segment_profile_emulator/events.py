@@ -3,6 +3,7 @@ shapes them (a fixed count, late arrival, a device clock a year ahead)."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from typing import Any, NamedTuple
@@ -113,11 +114,29 @@ def _make_event(rng: random.Random, user: UserProfile, timestamp_ms: int, source
     return ServedEvent(timestamp_ms, name, to_json_bytes(body))
 
 
+class NewestArrival(NamedTuple):
+    """The event that reached the API last: what a profile's metadata moves with."""
+
+    arrival_ms: int
+    message_id: str
+
+
 class EventWindow(NamedTuple):
-    """The events a profile shows at one clock, oldest first, with their timestamps for bisecting."""
+    """The events a profile shows at one clock, oldest first, with their timestamps for bisecting,
+    and the one of them that arrived last (None without events)."""
 
     timestamps: list[int]
     events: list[ServedEvent]
+    newest_arrival: NewestArrival | None
+
+
+def _newest_arrival(arrivals: list[tuple[int, ServedEvent]]) -> NewestArrival | None:
+    """The latest of (arrival, event) pairs; the message id read back from its one event's body."""
+    if not arrivals:
+        return None
+    arrival_ms, event = max(arrivals, key=lambda pair: pair[0])
+    body = json.loads(event.json)
+    return NewestArrival(arrival_ms, body.get("messageId") or body["message_id"])
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -142,15 +161,21 @@ class EventGenerator:
             events = self._natural_events(user, start_ms, now_ms)
         else:
             events = self._fixed_count_events(user, fixed_count, start_ms, now_ms)
-        extra = [
-            event for delay_ms in self.options.late_event_delays_ms(user.index)
-            for event in self._late_events(user, delay_ms, start_ms, now_ms)
-        ]
+        # The newest event of each kind is the one that arrived last of its kind: an ordinary event
+        # arrives at its timestamp, a late one `delay_ms` after it, a future one at a fixed instant.
+        arrivals = [(events[-1].timestamp_ms, events[-1])] if events else []
+        extra = []
+        for delay_ms in self.options.late_event_delays_ms(user.index):
+            late = self._late_events(user, delay_ms, start_ms, now_ms)
+            extra += late
+            arrivals += [(late[-1].timestamp_ms + delay_ms, late[-1])] if late else []
         if self.options.has_future_event(user.index):
-            extra += self._future_event(user, start_ms, now_ms)
+            future = self._future_event(user, start_ms, now_ms)
+            extra += future
+            arrivals += [(self.future_event_arrival_ms, event) for event in future]
         if extra:
             events = sorted(events + extra, key=lambda event: event.timestamp_ms)
-        return EventWindow([event.timestamp_ms for event in events], events)
+        return EventWindow([event.timestamp_ms for event in events], events, _newest_arrival(arrivals))
 
     def _natural_events(self, user: UserProfile, start_ms: int, end_ms: int) -> list[ServedEvent]:
         """The user's own events with start_ms <= timestamp < end_ms, oldest first."""
@@ -209,10 +234,14 @@ class EventGenerator:
                     events.append(event)
         return events
 
+    @property
+    def future_event_arrival_ms(self) -> int:
+        return self.now_ms - FUTURE_EVENT_ARRIVAL_BEFORE_START_MS
+
     def _future_event(self, user: UserProfile, start_ms: int, end_ms: int) -> list[ServedEvent]:
         """The event of a device whose clock is a year ahead, if it has arrived by end_ms and its
         timestamp is still within retention."""
-        arrival_ms = self.now_ms - FUTURE_EVENT_ARRIVAL_BEFORE_START_MS
+        arrival_ms = self.future_event_arrival_ms
         timestamp_ms = arrival_ms + FUTURE_EVENT_CLOCK_AHEAD_MS
         if not (arrival_ms < end_ms and timestamp_ms >= start_ms):
             return []

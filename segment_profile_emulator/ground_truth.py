@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .formats import format_timestamp, to_json_bytes
+from .profiles import metadata_moved_by
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -18,24 +19,25 @@ def ground_truth_chunks(dataset: Dataset, now_ms: int | None = None) -> Iterator
 
     Events are exactly the served bytes of the events visible at `now_ms` (late and future ones
     included once they have arrived), newest first; metadata is the body served (flat or
-    wrapped). Trait values are what a client must deliver: a lone surrogate (the
+    wrapped), moved by the newest event that arrived by `now_ms`; computed traits are those of
+    the computed_traits_epoch in force. Trait values are what a client must deliver: a lone surrogate (the
     lone_surrogate_trait option's "\\ud83d rocket") is reported as U+FFFD ("\\ufffd rocket"), since a
     strict UTF-8 client cannot hold it."""
     now_ms = dataset.now_ms if now_ms is None else now_ms
     header = {"space_id": dataset.space_id, "now": format_timestamp(now_ms), "seed": dataset.seed}
     yield to_json_bytes(header)[:-1] + b',"users":['
     for user in dataset.users:
+        window = dataset.visible_events(user, now_ms, remember=False)  # read once: not cached
         profile = {
             "lookup_id": user.lookup_id,
             "ids": user.ids,
             "segment_id": user.segment_id,
-            "traits": user.traits,
-            "trait_details": trait_details(user),
+            **served_traits(dataset, user),
             "external_ids": user.external_ids,
-            "metadata": user.metadata,
+            "metadata": metadata_moved_by(user.metadata, window.newest_arrival),
             "links": dataset.user_links(user),
         }
-        events = dataset.visible_events(user, now_ms, remember=False).events  # read once: not cached
+        events = window.events
         separator = b"," if user.index else b""
         yield (
             separator
@@ -49,8 +51,7 @@ def ground_truth_chunks(dataset: Dataset, now_ms: int | None = None) -> Iterator
             "lookup_id": account.lookup_id,
             "ids": account.ids,
             "segment_id": account.segment_id,
-            "traits": account.traits,
-            "trait_details": trait_details(account),
+            **served_traits(dataset, account),
             "external_ids": account.external_ids,
             "links": dataset.account_links(account),
         }
@@ -59,11 +60,16 @@ def ground_truth_chunks(dataset: Dataset, now_ms: int | None = None) -> Iterator
     yield b'],"accounts":' + to_json_bytes(accounts) + b"}"
 
 
-def trait_details(profile: Any) -> dict:
-    """What `verbose=true` and `class=` answer for each trait: its class, source and last update."""
+def served_traits(dataset: Dataset, profile: Any) -> dict:
+    """A profile's traits as served at the ground truth's clock (computed traits in the epoch in
+    force), and what `verbose=true` and `class=` answer for each: its class, source and last update."""
+    traits, details = dataset.traits_of(profile)
     return {
-        name: {"class": detail.trait_class, "source_id": detail.source_id, "updated_at": detail.updated_at}
-        for name, detail in profile.trait_details.items()
+        "traits": traits,
+        "trait_details": {
+            name: {"class": detail.trait_class, "source_id": detail.source_id, "updated_at": detail.updated_at}
+            for name, detail in details.items()
+        },
     }
 
 

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .formats import YEAR_MS, format_timestamp
+from .formats import YEAR_MS, format_timestamp, parse_timestamp
 from .options import LONE_SURROGATE_TRAIT, LONE_SURROGATE_VALUE, DatasetOptions
 from .randomness import PROFILE_EPOCH_MS, profile_time, random_base62, random_uuid, stable_hash
 from .traits import ACCOUNT_TRAITS, HEAVY_TRAIT_COUNT, USER_TRAITS, TraitDetail, build_traits
@@ -72,6 +72,22 @@ class UserProfile(Profile):
 @dataclass(slots=True)
 class AccountProfile(Profile):
     user_indexes: list[int]
+
+
+def metadata_moved_by(metadata: dict, newest_arrival: tuple[int, str] | None) -> dict:
+    """A user's metadata body once its newest message has reached the API, as in Segment's docs
+    example: `last_message_id` is that message, `updated_at` the later of the profile's own and
+    the message's arrival. Without a message the body stays as built."""
+    if newest_arrival is None:
+        return metadata
+    arrival_ms, message_id = newest_arrival
+    fields = metadata.get("metadata", metadata)
+    moved = {
+        **fields,
+        "updated_at": format_timestamp(max(parse_timestamp(fields["updated_at"]), arrival_ms)),
+        "last_message_id": message_id,
+    }
+    return {"metadata": moved} if "metadata" in metadata else moved
 
 
 def _external_id(

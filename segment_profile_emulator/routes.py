@@ -104,6 +104,7 @@ class ProfileApi:
         query = request.query
         limit = page_limit(query, TRAITS_DEFAULT_LIMIT, MAX_PAGE_LIMIT)
         names = profile.trait_names
+        values, details = self.dataset.traits_of(profile)
         if query.get("include"):
             wanted = set(split_names(query["include"]))
             names = [name for name in names if name in wanted]
@@ -111,7 +112,7 @@ class ProfileApi:
         if trait_class is not None:
             if trait_class not in TRAIT_CLASSES:
                 raise ApiError(400, "validation_error", "class must be audience or computed_trait")
-            names = [name for name in names if profile.trait_details[name].trait_class == trait_class]
+            names = [name for name in names if details[name].trait_class == trait_class]
         start = 0
         if query.get("next"):  # the traits cursor is the name of the first trait of the page
             if query["next"] not in profile.traits:
@@ -120,15 +121,11 @@ class ProfileApi:
         page = names[start : start + limit]
         if query.get("verbose", "").lower() == "true":
             traits = {
-                name: {
-                    "value": profile.traits[name],
-                    "source_id": profile.trait_details[name].source_id,
-                    "updated_at": profile.trait_details[name].updated_at,
-                }
+                name: {"value": values[name], "source_id": details[name].source_id, "updated_at": details[name].updated_at}
                 for name in page
             }
         else:
-            traits = {name: profile.traits[name] for name in page}
+            traits = {name: values[name] for name in page}
         has_more = start + limit < len(names)
         return {"traits": traits, "cursor": page_cursor(request, limit, names[start + limit] if has_more else None)}
 
@@ -170,7 +167,7 @@ class ProfileApi:
         return offset_page(request, len(items), items.__getitem__, "external_ids", self._list_limit(request, DEFAULT_LIMIT))
 
     def _metadata(self, user: UserProfile, request: ApiRequest) -> dict:
-        return user.metadata
+        return self.dataset.user_metadata(user, self.clock.now_ms)
 
     def _links(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
         limit = min(self._list_limit(request, DEFAULT_LIMIT), LINKS_MAX_PAGE)

@@ -71,7 +71,17 @@ class EmulatorServer(ThreadingHTTPServer):
         self.vanishing = VanishingProfiles(dataset, settings)
         self._expected_authorization = "Basic " + base64.b64encode(f"{settings.token}:".encode()).decode()
         self._parsed_schedule: tuple[str, tuple[tuple[float, float], ...]] = ("", ())
+        self._apply_data_knobs()
         super().__init__((settings.host, settings.port), ProfileApiHandler)
+
+    def update_knobs(self, **knobs) -> None:
+        """POST /_emulator/faults: change runtime knobs (see EmulatorSettings.update)."""
+        self.settings.update(**knobs)
+        self._apply_data_knobs()
+
+    def _apply_data_knobs(self) -> None:
+        """The runtime knobs that change what the dataset serves, from the clock at the change."""
+        self.dataset.set_computed_traits_epoch(self.settings.computed_traits_epoch, self.clock.now_ms)
 
     def http_date(self) -> str:
         """The emulated clock as an HTTP Date header."""

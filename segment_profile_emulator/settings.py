@@ -73,6 +73,12 @@ class EmulatorSettings:
     since startup or the last stats reset. GET /_emulator/vanishing-profiles names them. The
     profile listing and other profiles' links still name them, as a client read them before.
 
+    Computed traits that Segment recomputes without a message:
+    - computed_traits_epoch: a whole number; changing it gives every computed trait (class
+      computed_trait) of every profile the values of the new epoch (0: as built, any other: drawn
+      from an RNG seeded with it) and moves their `updated_at` to the emulated clock at the
+      change. The profiles' metadata does not move: no message was involved.
+
     Data (not runtime knobs): lone_surrogate_trait, events_per_user, heavy_user_events,
     late_events ("6,23,72": latenesses in hours) and future_events, as in DatasetOptions.
     """
@@ -104,6 +110,7 @@ class EmulatorSettings:
     gzip: bool = False
     max_list_limit: int = MAX_PAGE_LIMIT
     no_list_method: bool = False
+    computed_traits_epoch: int = 0
     lone_surrogate_trait: bool = False
     events_per_user: int | None = None
     heavy_user_events: int | None = None
@@ -140,7 +147,7 @@ class EmulatorSettings:
         for name in ("gzip", "no_list_method", "empty_has_more_once"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
-        for name in ("vanish_users", "vanish_accounts", "vanish_after_requests"):
+        for name in ("vanish_users", "vanish_accounts", "vanish_after_requests", "computed_traits_epoch"):
             if not is_count(getattr(self, name)):
                 raise ValueError(f"{name} must be a whole number >= 0")
         if isinstance(self.max_list_limit, bool) or not isinstance(self.max_list_limit, int) or not 1 <= self.max_list_limit <= MAX_PAGE_LIMIT:

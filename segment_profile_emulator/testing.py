@@ -65,7 +65,8 @@ class RunningEmulator:
 
     def set_faults(self, **knobs: Any) -> dict:
         """Changes runtime knobs (snake_case, as the CLI flags): faults, latency, rate limit and
-        schedule, Retry-After, gzip, max_list_limit, no_list_method, vanishing profiles."""
+        schedule, Retry-After, gzip, max_list_limit, no_list_method, vanishing profiles,
+        computed_traits_epoch."""
         return self._admin("POST", "faults", knobs)
 
     def vanishing_profiles(self) -> dict:

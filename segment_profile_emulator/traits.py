@@ -6,7 +6,7 @@ import random
 from typing import Any, Callable, NamedTuple
 
 from .formats import format_timestamp
-from .randomness import profile_time
+from .randomness import profile_time, stable_hash
 
 
 class TraitDetail(NamedTuple):
@@ -126,3 +126,33 @@ def build_traits(
         for name, trait_class, _ in pairs
     }
     return traits, details
+
+
+# Computed traits are recomputed by Segment without any message reaching the profile.
+COMPUTED_TRAIT_MAKERS: dict[str, TraitMaker] = {
+    name: maker for name, trait_class, maker in (*USER_TRAITS, *ACCOUNT_TRAITS) if trait_class == "computed_trait"
+}
+
+
+class ComputedTraitsEpoch(NamedTuple):
+    """Which recomputation of the computed traits is served (the computed_traits_epoch knob)."""
+
+    epoch: int = 0
+    changed_at: str | None = None  # when the knob last changed, None if never: traits as built
+
+    def traits_of(self, seed: int, profile: Any) -> tuple[dict[str, Any], dict[str, TraitDetail]]:
+        """A profile's traits and their details in this epoch: once it has changed, every computed
+        trait holds the values of its epoch (epoch 0: the values as built, others drawn from an RNG
+        seeded with the epoch) and was updated at the change."""
+        if self.changed_at is None:
+            return profile.traits, profile.trait_details
+        computed = [name for name, detail in profile.trait_details.items() if detail.trait_class == "computed_trait"]
+        if not computed:
+            return profile.traits, profile.trait_details
+        traits, details = dict(profile.traits), dict(profile.trait_details)
+        rng = random.Random(stable_hash(seed, "computed traits", profile.segment_id, self.epoch))
+        for name in computed:
+            if self.epoch:
+                traits[name] = COMPUTED_TRAIT_MAKERS[name](rng, profile.index)
+            details[name] = details[name]._replace(updated_at=self.changed_at)
+        return traits, details
