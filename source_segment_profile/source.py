@@ -141,7 +141,7 @@ def describe_state(stream_state: Mapping[str, Any]) -> str:
         parts.append(f"state_version {stream_state['state_version']}")
     groups = stream_state.get("read_through")
     if isinstance(groups, list):
-        profiles = sum(group.get("profile_count", len(group.get("profiles") or [])) for group in groups if isinstance(group, Mapping))
+        profiles = sum(map(profiles_named, groups))
         parts.append(f"{profiles:,} profiles in {len(groups)} watermark groups")
     reading = stream_state.get("reading")
     if isinstance(reading, Mapping):
@@ -149,6 +149,14 @@ def describe_state(stream_state: Mapping[str, Any]) -> str:
     if stream_state.get("__ab_full_refresh_sync_complete"):
         parts.append("the last pass was complete")
     return ", ".join(parts)
+
+
+def profiles_named(group: Any) -> int:
+    """How many profiles a watermark group names (version 3's count, version 2's list); 0 for a group
+    of another shape: the summary is logged before the state is read, and must not fail on one."""
+    count = group.get("profile_count") if isinstance(group, Mapping) else None
+    listed = group.get("profiles") if isinstance(group, Mapping) else None
+    return count if type(count) is int else len(listed) if isinstance(listed, list) else 0
 
 
 def probe_profiles(client: ProfileApiClient, config: ConnectorConfig, collection: str, external_ids: tuple[str, ...], logger: logging.Logger) -> None:

@@ -422,6 +422,9 @@ MALFORMED_STATES = [
     {"timestamp": "last tuesday"},
     {"state_version": 1, "profiles": {"0123456789abcdef0123": "not a date"}},
     {"state_version": 1, "profiles": {"0123456789abcdef0123": 1700000000}},
+    # Shapes the incoming state's summary line must survive too (it is logged before the state is read).
+    {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profile_count": "two", "profile_keys": ""}]},
+    {"state_version": 2, "read_through": [{"watermark": "2026-11-20T10:00:00Z", "profiles": 5}]},
 ]
 
 
