@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -43,7 +43,7 @@ from source_segment_profile.errors import (
     body_excerpt,
     describe_request,
 )
-from source_segment_profile.masking import mask_external_id
+from source_segment_profile.masking import redact_profile_ids
 from source_segment_profile.profile_reader import ReadingStopped
 from source_segment_profile.rate_budget import RateBudget, wait_unless_stopped
 
@@ -298,9 +298,7 @@ class ProfileApiClient:
         """One debug line per request (`read --debug`): never the token, the header or an id in clear."""
         if not logger.isEnabledFor(logging.DEBUG):
             return
-        path = urlsplit(request.url).path
-        if request.external_id:
-            path = path.replace(f"/{quote(request.external_id, safe=':')}/", f"/{mask_external_id(request.external_id)}/")
+        path = redact_profile_ids(urlsplit(request.url).path)
         milliseconds = (self._clock() - sent_at) * 1000
         logger.debug(f"GET {path} -> {outcome} in {milliseconds:.0f} ms (Request-Id {request_id or 'none'})")
 

@@ -46,13 +46,16 @@ class PageGuard:
         self._seen_tokens: set[str] = set()
         self._empty_pages_in_a_row = 0
 
-    def follow(self, token: str, page: ApiPage, empty: bool) -> None:
+    def follow(self, token: str, page: ApiPage) -> None:
+        """Raises when following `token` from `page` would loop; else notes both."""
         if token in self._seen_tokens:
             raise RepeatedCursor(
                 f"{describe_request(page.endpoint, page.external_id, page.request_id)} returned a cursor it had already returned for this profile; following it would read "
                 "the same pages again. Report it to Segment support with the Request-Id."
             )
         self._seen_tokens.add(token)
+        # Every paginated answer holds its items in `data` (a list) or `traits` (an object).
+        empty = not (page.body.get("data") or page.body.get("traits"))
         self._empty_pages_in_a_row = self._empty_pages_in_a_row + 1 if empty else 0
         if self._empty_pages_in_a_row > MAX_EMPTY_PAGES_IN_A_ROW:
             raise page.unexpected(

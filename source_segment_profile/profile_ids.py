@@ -196,7 +196,7 @@ class UserListing:
             yield IdPage(f"{LISTED}:{token}", [f"segment_id:{item['segment_id']}" for item in data])
             token = cursor_token(page)
             if token is not None:
-                guard.follow(token, page, empty=not data)
+                guard.follow(token, page)
 
     def _page(self, token: str, limit_one: bool = False) -> ApiPage:
         params = {"next": token, **({"limit": 1} if limit_one else {})}

@@ -51,7 +51,6 @@ class ProfileIdRedaction(logging.Filter):
     (urllib3's debug lines and requests' exception texts quote URLs, and URLs hold ids)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        Heartbeat.output_seen()
         record.msg, record.args = redact_profile_ids(record.getMessage()), ()
         if record.exc_info:
             record.exc_text = redact_profile_ids(logging.Formatter().formatException(record.exc_info))
@@ -77,11 +76,17 @@ class Heartbeat:
     """A line whenever nothing was printed for HEARTBEAT_SECONDS, from a thread of its own, so
     that a sync waiting on the API (a Retry-After, a slow answer, retries) is never silent."""
 
-    last_output = time.monotonic()  # every message and log line moves it (launch, ProfileIdRedaction)
+    last_output = time.monotonic()  # every message (launch) and log line (as_log_filter) moves it
 
     @classmethod
     def output_seen(cls) -> None:
         cls.last_output = time.monotonic()
+
+    @classmethod
+    def as_log_filter(cls, record: logging.LogRecord) -> bool:
+        """A handler filter: a log line is output too."""
+        cls.output_seen()
+        return True
 
     def __init__(self, seconds: float):
         self._seconds = seconds
@@ -112,6 +117,7 @@ def launch(source: Source, args: List[str]) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(existing, ProfileIdRedaction) for existing in handler.filters):
             handler.addFilter(ProfileIdRedaction())
+            handler.addFilter(Heartbeat.as_log_filter)
     sys.excepthook = emit_uncaught
     parsed_args = entrypoint.parse_args(args)
     with PRINT_BUFFER, Heartbeat(HEARTBEAT_SECONDS):

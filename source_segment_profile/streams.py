@@ -230,8 +230,7 @@ class ProfileStream(HttpStream, ABC):
             next_page = self.next_page_token(response, stream_slice=stream_slice)
             if next_page is None:
                 break
-            page = self.page(response, stream_slice)
-            guard.follow(next_page["next"], page, empty=not (page.body.get("data") or page.body.get("traits")))
+            guard.follow(next_page["next"], self.page(response, stream_slice))
         else:
             return
         if self.merges_pages:
