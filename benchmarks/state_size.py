@@ -86,9 +86,9 @@ class StateSync:
 def profiles_at_each_state(output_file: Path, watermark: datetime) -> list[int]:
     """For each user_events STATE message of a saved output, in order: how many profiles it says
     were read through `watermark` (the sync's own), i.e. completed by the sync so far."""
-    # Imported here, from the checkout: the one decoder of every state version (events_state.py
+    # Imported here, from the checkout: the one decoder of every state version (read_through_state.py
     # keeps it working across format changes), and the other rows need none of the connector.
-    from source_segment_profile.events_state import profiles_read_through
+    from source_segment_profile.read_through_state import profiles_read_through
 
     counts = []
     with open(output_file, "rb") as lines:
@@ -103,7 +103,7 @@ def profiles_at_each_state(output_file: Path, watermark: datetime) -> list[int]:
 
 def newest_watermark(read: ConnectorRead) -> datetime:
     """The latest watermark of a read's final user_events state: the sync's own."""
-    from source_segment_profile.events_state import profiles_read_through  # see profiles_at_each_state
+    from source_segment_profile.read_through_state import profiles_read_through  # see profiles_at_each_state
 
     return max(profiles_read_through(read.states["user_events"]["stream"]["stream_state"]).values())
 

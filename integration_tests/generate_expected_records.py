@@ -19,12 +19,12 @@ from typing import Any
 
 from integration_tests.acceptance import EMULATOR_DATASET, EMULATOR_URL, INTEGRATION_TESTS
 from integration_tests.connector_cli import STREAMS
-from integration_tests.ground_truth import expected_records, lookup_ids
+from integration_tests.ground_truth import expected_records, lookup_ids, read_at_of, with_read_at
 from segment_profile_emulator.testing import running_emulator
 import numpy as np
 
 from source_segment_profile.config import parse_timestamp
-from source_segment_profile.events_state import EventsState
+from source_segment_profile.read_through_state import ReadThroughState
 from source_segment_profile.masking import profile_key
 
 INVALID_TOKEN = "not-a-valid-token"
@@ -34,7 +34,7 @@ FAR_FUTURE = "2099-01-01T00:00:00.000Z"
 def state_reading_through(read_through: dict[str, Any]) -> dict[str, Any]:
     """The user_events state that says each profile id's events were read through its watermark."""
     keys = np.array([profile_key(external_id) for external_id in read_through], dtype=np.uint64)
-    return EventsState.from_read_through(keys, list(read_through.values())).message()
+    return ReadThroughState.from_read_through(keys, list(read_through.values())).message()
 
 
 def render_files(truth: dict[str, Any], token: str) -> dict[str, str]:
@@ -57,7 +57,8 @@ def render_files(truth: dict[str, Any], token: str) -> dict[str, str]:
             },
         }
     ]
-    records = expected_records(truth)
+    # configured_catalog.json syncs every stream that can be incremental incrementally.
+    records = with_read_at(expected_records(truth), read_at_of(truth))
     return {
         "sample_config.json": as_json(sample_config),
         "invalid_config.json": as_json({**sample_config, "access_token": INVALID_TOKEN}),

@@ -7,6 +7,21 @@ from collections import Counter
 from typing import Any, Iterable
 
 
+# Streams whose incremental records carry the connector's `read_at` (streams.READ_AT).
+READ_AT_STREAMS = ("user_traits", "user_links")
+def read_at_of(truth: dict[str, Any]) -> str:
+    """The `read_at` of an incremental sync of a frozen emulator clock: its now less the skew margin."""
+    from source_segment_profile.config import parse_timestamp
+    from source_segment_profile.read_through_state import SKEW_MARGIN, format_timestamp
+
+    return format_timestamp(parse_timestamp(truth["now"]) - SKEW_MARGIN)
+
+
+def with_read_at(records: dict[str, list[dict[str, Any]]], read_at: str) -> dict[str, list[dict[str, Any]]]:
+    """The records of an incremental sync: user_traits and user_links rows carry `read_at`."""
+    return {stream: [{**record, "read_at": read_at} for record in rows] if stream in READ_AT_STREAMS else rows for stream, rows in records.items()}
+
+
 def expected_records(truth: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     expected: dict[str, list[dict[str, Any]]] = {stream: [] for stream in (
         "user_traits", "user_events", "user_external_ids", "user_metadata", "user_links",

@@ -27,7 +27,7 @@ from integration_tests.connector_folder import copy_as_connector_folder
 from integration_tests.generate_expected_records import FAR_FUTURE, render_files
 from integration_tests.ground_truth import as_multiset
 from source_segment_profile.config import parse_timestamp
-from source_segment_profile.events_state import profiles_read_through
+from source_segment_profile.read_through_state import profiles_read_through
 from source_segment_profile.masking import profile_state_key
 
 # What must pass whatever the machine: every standard test but the image tests, for the configs

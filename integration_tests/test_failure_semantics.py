@@ -7,7 +7,7 @@ while the wait was still running.
 
 import pytest
 
-from source_segment_profile.events_state import profiles_read_through
+from source_segment_profile.read_through_state import profiles_read_through
 from source_segment_profile.masking import profile_state_key
 
 from integration_tests.conftest import FIXED_NOW, emulator_config

@@ -16,7 +16,7 @@ import pytest
 from integration_tests.conftest import FIXED_NOW, emulator_config
 from integration_tests.connector_cli import configured_catalog, connector_command, parse_messages, run_connector
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.events_state import STATE_VERSION, profiles_read_through
+from source_segment_profile.read_through_state import STATE_VERSION, profiles_read_through
 from source_segment_profile.masking import profile_state_key
 
 EVENTS_ONLY = configured_catalog(("user_events",))

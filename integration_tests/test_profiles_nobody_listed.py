@@ -20,7 +20,7 @@ from integration_tests.conftest import FIXED_NOW
 from integration_tests.connector_cli import ConnectorRun, configured_catalog, connector_command, parse_messages, run_connector
 from integration_tests.ground_truth import as_multiset, expected_records
 from segment_profile_emulator.testing import running_emulator
-from source_segment_profile.events_state import profiles_read_through
+from source_segment_profile.read_through_state import profiles_read_through
 from source_segment_profile.masking import profile_state_key
 
 USER_STREAMS = ("user_traits", "user_events", "user_external_ids", "user_metadata", "user_links")

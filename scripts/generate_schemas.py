@@ -48,6 +48,18 @@ TRAIT_PROVENANCE = {
     }
 }
 
+# The cursor of incremental user_traits and user_links, whose records have no time of their own
+# (streams.READ_AT): set by the connector, not the API.
+READ_AT = {
+    "read_at": {
+        **TIMESTAMP,
+        "description": (
+            "Incremental syncs: the instant (the API's clock, less a 5-minute margin) the profile was read through: every change "
+            "that reached it before is in this record, and a later sync's row has a later value. Null in full refresh syncs."
+        ),
+    }
+}
+
 # Fields the real API sends that the seed spec does not list (profile-api-facts.md).
 EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "Event": {
@@ -61,6 +73,7 @@ EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "Metadata": {
         "expires_at": {**TIMESTAMP, "description": "When the profile expires, if it does."},
         "first_message_id": {"type": ["null", "string"], "description": "Id of the first message of the profile."},
+        "last_message_id": {"type": ["null", "string"], "description": "Id of the newest message that reached the profile (Segment's documented example)."},
     },
 }
 
@@ -129,8 +142,9 @@ def build_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "type": "string",
         "description": "The smallest 'type:id' among the linked profile's external ids: with external_id and to_collection, the primary key.",
     }
+    link |= READ_AT
     return {
-        "user_traits": stream_schema(traits(users + "/traits"), "One record per user profile: every trait, all pages merged."),
+        "user_traits": stream_schema(traits(users + "/traits") | READ_AT, "One record per user profile: every trait, all pages merged."),
         "account_traits": stream_schema(traits(accounts + "/traits"), "One record per account profile: every trait, all pages merged."),
         "user_events": stream_schema(event, "One record per event of a user profile; unknown fields are kept."),
         "user_external_ids": stream_schema(external_id, "One record per external id of a user profile."),

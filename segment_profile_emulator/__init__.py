@@ -11,6 +11,8 @@ The modules, from a request's way in to the data it is answered from:
 - settings.py: the knobs; rate_limit.py, clock.py, stats.py and faults.py: the token bucket, the
   emulated clock, the counters, and what goes wrong on purpose.
 - dataset.py: the synthetic space, made by profiles.py, traits.py, events.py, options.py,
-  randomness.py and formats.py; ground_truth.py: everything it serves, for tests to check.
+  randomness.py and formats.py; messages.py: messages delivered to users while running (POST
+  /_emulator/messages), laid over the space; ground_truth.py: everything it serves, for tests to
+  check.
 - testing.py: running it from tests; loadtest.py: measuring the rate it sustains.
 """

@@ -1,5 +1,16 @@
 """The admin routes, under /_emulator/ (no auth, not counted): stats, the request log, the clock,
-ground truth, lookup ids, the profiles that vanish, the runtime knobs, shutdown."""
+ground truth, lookup ids, the profiles that vanish, the runtime knobs, messages delivered to users,
+shutdown.
+
+POST /_emulator/messages delivers new messages to users while the emulator runs, as a real space
+receives them (messages.py): {"kind": "track"|"identify"|"group", "users": [lookup ids]} or
+{"kind": ..., "fraction": 0.1} (round(fraction * users) users, evenly spread: user
+i * users // n), and "count" (messages per user, default 1). They arrive at the clock's now, which
+then moves 1 ms on, and show at once on every route they change and in the ground truth; a stats
+reset keeps them (they are data). It answers {"kind", "arrival", "now", "messages" (how many),
+"users": [{"lookup_id", "message_ids", "anonymous_ids" (identify), "linked_accounts" (group: the
+account's lookup id, null when the user had every account)}]}; a bad field answers 400
+validation_error naming it and its value."""
 
 from __future__ import annotations
 
@@ -56,6 +67,8 @@ class AdminRoutes:
             elif route == ("POST", "faults"):
                 server.update_knobs(**json.loads(request_body or b"{}"))
                 answer = server.settings.runtime_knobs()
+            elif route == ("POST", "messages"):
+                answer = server.deliver_messages(json.loads(request_body or b"{}"))
             elif route == ("POST", "shutdown"):
                 # Answered before the shutdown starts: once serve_forever returns, the process may
                 # exit before this thread has written anything (the caller saw RemoteDisconnected).

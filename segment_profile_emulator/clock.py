@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 class EmulatorClock:
@@ -22,3 +25,12 @@ class EmulatorClock:
         with self._lock:
             self._now_ms += round(seconds * 1000)
             return self._now_ms
+
+    def tick_after(self, action: Callable[[int], T]) -> T:
+        """Runs action(now), then moves the clock 1 ms on, with no other move in between: what the
+        action records as arriving at `now` is seen (it arrived before the clock) only once the
+        action is done, and the next action gets an instant of its own."""
+        with self._lock:
+            result = action(self._now_ms)
+            self._now_ms += 1
+            return result

@@ -12,9 +12,15 @@ with a lone UTF-16 surrogate, a fixed number of events per user or for user 0, e
 arrive hours after their timestamp, and events stamped a year ahead. Every option off gives the
 same answers, byte for byte, as before the options existed.
 
+Messages delivered while the emulator runs (messages.py) change users after they are built: they
+are kept apart, keyed by user index, and laid over the built profiles by the methods here that
+take `now_ms` (traits_of, external_ids_of, user_links, account_links, visible_events), which show
+those that arrived before `now_ms` (None: every one delivered).
+
 The parts: profiles.py and traits.py build the profiles, events.py generates the events,
-options.py holds DatasetOptions and ground_truth.py exports what is served. This module holds the
-space itself: the profiles' identity index, their links, and the caches of profiles and events.
+options.py holds DatasetOptions, messages.py the delivered messages and ground_truth.py exports
+what is served. This module holds the space itself: the profiles' identity index, their links, and
+the caches of profiles and events.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any, Iterator
 
 from .events import EventGenerator, EventWindow
 from .formats import format_timestamp, parse_timestamp
+from .messages import DeliveredMessages, Delivery
 from .options import DatasetOptions
 from .profiles import SEGMENT_ID_TYPE, AccountProfile, UserProfile, build_account, build_user, metadata_moved_by
 from .randomness import random_base62, stable_hash
@@ -138,6 +145,7 @@ class Dataset:
         self._heavy_windows: OrderedDict[tuple[int, int], EventWindow] = OrderedDict()
         self._heavy_generation_lock = threading.Lock()
         self.computed_traits = ComputedTraitsEpoch()
+        self.messages = DeliveredMessages(seed, self.sources, [account.external_ids[0]["id"] for account in self.accounts])
 
     # Profiles ------------------------------------------------------------------------------------
 
@@ -159,7 +167,8 @@ class Dataset:
 
     def find(self, collection: str, external_id: str) -> UserProfile | AccountProfile | None:
         """Identity resolution: any `type:value` id of a profile finds it, and so does its segment
-        id, as `segment_id:<id>` or bare (use_..., acc_...). Any other bare value finds nothing."""
+        id, as `segment_id:<id>` or bare (use_..., acc_...), and so does an anonymous id that an
+        identify message added. Any other bare value finds nothing."""
         candidates = (external_id, f"{SEGMENT_ID_TYPE}:{external_id}")
         if collection == "accounts":
             return next((self._accounts_by_id[name] for name in candidates if name in self._accounts_by_id), None)
@@ -168,11 +177,28 @@ class Dataset:
                 user = self.user(index)
                 if user.answers_to(profile_id):
                     return user
-        return None
+        id_type, _, value = external_id.partition(":")
+        owner = self.messages.owner_of_anonymous_id(value) if id_type == "anonymous_id" else None
+        return None if owner is None else self.user(owner)
 
-    def traits_of(self, profile: UserProfile | AccountProfile) -> tuple[dict[str, Any], dict[str, TraitDetail]]:
-        """A profile's traits and their details as served now (see set_computed_traits_epoch)."""
-        return self.computed_traits.traits_of(self.seed, profile)
+    def traits_of(
+        self, profile: UserProfile | AccountProfile, now_ms: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, TraitDetail]]:
+        """A profile's traits and their details as served at `now_ms`: in the computed traits'
+        epoch (see set_computed_traits_epoch), and with what identify messages set."""
+        traits, details = self.computed_traits.traits_of(self.seed, profile)
+        if isinstance(profile, UserProfile):
+            traits, details = self.messages.with_traits(profile.index, now_ms, traits, details)
+        return traits, details
+
+    def external_ids_of(self, profile: UserProfile | AccountProfile, now_ms: int | None = None) -> list[dict]:
+        """A profile's external ids, with the anonymous ids identify messages added last."""
+        added = self.messages.external_ids(profile.index, now_ms) if isinstance(profile, UserProfile) else []
+        return profile.external_ids + added if added else profile.external_ids
+
+    def deliver_messages(self, delivery: Delivery, arrival_ms: int) -> list[dict]:
+        """Delivers messages arriving at `arrival_ms` (see messages.py); what each user got."""
+        return self.messages.deliver(self, delivery, arrival_ms)
 
     def set_computed_traits_epoch(self, epoch: int, now_ms: int) -> None:
         """Recompute every computed trait, as at clock `now_ms`, if `epoch` is a new one. No message
@@ -186,27 +212,44 @@ class Dataset:
 
     # Links ---------------------------------------------------------------------------------------
 
-    def user_links(self, user: UserProfile) -> list[dict]:
-        """A user's accounts, each named by its group ids."""
+    def user_links(self, user: UserProfile, now_ms: int | None = None) -> list[dict]:
+        """A user's accounts, each named by its group ids: those it was built with, then those
+        group messages linked, in link order."""
         return [
             {"to_collection": "accounts", "external_ids": [_linked_id(group_id) for group_id in self.accounts[index].external_ids]}
-            for index in user.account_indexes
+            for index in (*user.account_indexes, *self.messages.linked_accounts(user.index, now_ms))
         ]
 
-    def account_links(self, account: AccountProfile, start: int = 0, stop: int | None = None) -> list[dict]:
+    def account_link_count(self, account: AccountProfile, now_ms: int | None = None) -> int:
+        return len(account.user_indexes) + len(self.messages.linked_users(account.index, now_ms))
+
+    def account_links(
+        self, account: AccountProfile, start: int = 0, stop: int | None = None, now_ms: int | None = None
+    ) -> list[dict]:
         """An account's users from `start` to `stop`, each named by its user_id: only those are
-        built (an account of a 100,000-user space has thousands)."""
+        built (an account of a 100,000-user space has thousands). Its own users come first, then
+        those group messages linked, in link order."""
+        own = account.user_indexes
+        linked = self.messages.linked_users(account.index, now_ms)
+        indexes = own[start:stop]
+        if linked and (stop is None or stop > len(own)):
+            indexes = indexes + linked[max(0, start - len(own)) : None if stop is None else stop - len(own)].tolist()
         return [
             {"to_collection": "users", "external_ids": [_linked_id(self.user(index).external_ids[0])]}
-            for index in account.user_indexes[start:stop]
+            for index in indexes
         ]
 
     # Events --------------------------------------------------------------------------------------
 
     def visible_events(self, user: UserProfile, now_ms: int, remember: bool = True) -> EventWindow:
-        """The user's events shown at clock `now_ms`, oldest first (cached unless `remember` is
-        false): those that have arrived (arrival < now_ms; an ordinary event arrives at its
-        timestamp) and are kept (timestamp >= now_ms - 14 days)."""
+        """The user's events shown at clock `now_ms`, oldest first: those that have arrived
+        (arrival < now_ms; an ordinary event arrives at its timestamp) and are kept (timestamp >=
+        now_ms - 14 days), delivered messages among them (see DeliveredMessages.with_events)."""
+        return self.messages.with_events(self._own_events(user, now_ms, remember), user.index, now_ms)
+
+    def _own_events(self, user: UserProfile, now_ms: int, remember: bool) -> EventWindow:
+        """The events the user was built with, cached unless `remember` is false (a delivered
+        message never enters the cache: it is laid over what comes out of it)."""
         key = (user.index, now_ms)
         kept_apart = user.index == 0 and self.options.heavy_user_events is not None
         with self._event_cache_lock:

@@ -103,8 +103,9 @@ class ProfileApi:
     def _traits(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
         query = request.query
         limit = page_limit(query, TRAITS_DEFAULT_LIMIT, MAX_PAGE_LIMIT)
-        names = profile.trait_names
-        values, details = self.dataset.traits_of(profile)
+        values, details = self.dataset.traits_of(profile, self.clock.now_ms)
+        # a message may have added a trait; else the names the profile keeps save a list per page
+        names = profile.trait_names if len(values) == len(profile.trait_names) else list(values)
         if query.get("include"):
             wanted = set(split_names(query["include"]))
             names = [name for name in names if name in wanted]
@@ -115,7 +116,7 @@ class ProfileApi:
             names = [name for name in names if details[name].trait_class == trait_class]
         start = 0
         if query.get("next"):  # the traits cursor is the name of the first trait of the page
-            if query["next"] not in profile.traits:
+            if query["next"] not in values:
                 raise ApiError(*INVALID_CURSOR)
             start = bisect.bisect_left(names, query["next"])
         page = names[start : start + limit]
@@ -163,7 +164,7 @@ class ProfileApi:
         return b'{"data":[' + body + b'],"cursor":' + to_json_bytes(page_cursor(request, limit, next_token)) + b"}"
 
     def _external_ids(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
-        items = profile.external_ids
+        items = self.dataset.external_ids_of(profile, self.clock.now_ms)
         return offset_page(request, len(items), items.__getitem__, "external_ids", self._list_limit(request, DEFAULT_LIMIT))
 
     def _metadata(self, user: UserProfile, request: ApiRequest) -> dict:
@@ -172,16 +173,17 @@ class ProfileApi:
     def _links(self, profile: UserProfile | AccountProfile, request: ApiRequest) -> dict:
         limit = min(self._list_limit(request, DEFAULT_LIMIT), LINKS_MAX_PAGE)
         if isinstance(profile, UserProfile):
-            links = self.dataset.user_links(profile)
-            if not profile.links_have_cursor:  # users link to 3 accounts at most: one page
+            links = self.dataset.user_links(profile, self.clock.now_ms)
+            # users are built with 3 accounts at most: one page (group messages may add more)
+            if not profile.links_have_cursor:
                 return {"data": links}
             return offset_page(request, len(links), links.__getitem__, "links", limit)
         # an account of a big space has thousands of users: only the page's are looked up
-        account = profile
+        account, now_ms = profile, self.clock.now_ms
         return offset_page(
             request,
-            len(account.user_indexes),
-            lambda page: self.dataset.account_links(account, page.start, page.stop),
+            self.dataset.account_link_count(account, now_ms),
+            lambda page: self.dataset.account_links(account, page.start, page.stop, now_ms),
             "links",
             limit,
         )

@@ -1,7 +1,7 @@
 """The HTTP server: Segment Profile API routes over a synthetic dataset, with auth, a per-space rate
 limit, injectable faults, and admin routes (under /_emulator/, no auth, not counted) for stats, the
-clock, fault knobs, ground truth, lookup ids and the profiles that vanish (faults.py holds how the
-faults work).
+clock, fault knobs, ground truth, lookup ids, the profiles that vanish and messages delivered to
+users while running (faults.py holds how the faults work, messages.py the messages).
 
 A profile request goes through: Basic auth (401 unauthorized), the route (404 not_found), the space
 (403 forbidden: an unknown space id is refused, not hidden), the per-space token bucket (429
@@ -47,7 +47,9 @@ from .faults import (
     resume_skipped_page,
     skipped_page,
 )
+from .formats import format_timestamp
 from .handler import ProfileApiHandler
+from .messages import parse_delivery
 from .rate_limit import SpaceRateLimiter, parse_rate_limit_schedule
 from .routes import ApiRequest, ProfileApi, parse_query, parse_route
 from .settings import EmulatorSettings
@@ -82,6 +84,23 @@ class EmulatorServer(ThreadingHTTPServer):
     def _apply_data_knobs(self) -> None:
         """The runtime knobs that change what the dataset serves, from the clock at the change."""
         self.dataset.set_computed_traits_epoch(self.settings.computed_traits_epoch, self.clock.now_ms)
+
+    def deliver_messages(self, body: object) -> dict:
+        """POST /_emulator/messages: deliver the messages `body` asks for (see messages.py), arriving
+        at the clock's now, which then moves 1 ms on so that they have arrived."""
+        delivery = parse_delivery(body, self.dataset)
+
+        def deliver(now_ms: int) -> dict:
+            users = self.dataset.deliver_messages(delivery, now_ms)
+            return {
+                "kind": delivery.kind,
+                "arrival": format_timestamp(now_ms),
+                "now": format_timestamp(now_ms + 1),
+                "messages": len(users) * delivery.count,
+                "users": users,
+            }
+
+        return self.clock.tick_after(deliver)
 
     def http_date(self) -> str:
         """The emulated clock as an HTTP Date header."""

@@ -79,6 +79,12 @@ class EmulatorSettings:
       from an RNG seeded with it) and moves their `updated_at` to the emulated clock at the
       change. The profiles' metadata does not move: no message was involved.
 
+    Messages that reach users while running (not a knob: data, so a stats reset keeps them):
+    POST /_emulator/messages delivers track, identify or group messages to chosen users, or to a
+    fraction of them, at the emulated clock's now (messages.py). Each shows among the user's
+    events and moves its metadata; an identify also sets the trait last_identified_at and adds an
+    anonymous id; a group links the user to the next account it was not linked to.
+
     Data (not runtime knobs): lone_surrogate_trait, events_per_user, heavy_user_events,
     late_events ("6,23,72": latenesses in hours) and future_events, as in DatasetOptions.
     """

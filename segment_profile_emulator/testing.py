@@ -74,6 +74,20 @@ class RunningEmulator:
         that answer 404 once K profile requests have arrived (vanish_* knobs)."""
         return self._admin("GET", "vanishing-profiles")
 
+    def deliver_messages(
+        self, kind: str, users: list[str] | None = None, fraction: float | None = None, count: int = 1
+    ) -> dict:
+        """Delivers `count` new messages of `kind` ("track", "identify" or "group") to each of
+        `users` (lookup ids) or to round(fraction * users) users evenly spread over the space; they
+        arrive now (the clock then moves 1 ms on). Returns what was delivered:
+        {"kind", "arrival", "now", "messages", "users": [{"lookup_id", "message_ids", ...}]}."""
+        body: dict[str, Any] = {"kind": kind, "count": count}
+        if users is not None:
+            body["users"] = list(users)
+        if fraction is not None:
+            body["fraction"] = fraction
+        return self._admin("POST", "messages", body)
+
     def _admin(self, method: str, route: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}/_emulator/{route}", data=data, method=method)

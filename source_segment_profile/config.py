@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -46,6 +46,12 @@ MAX_PAGE_SIZE = 200
 # under a second of the space's 100 requests/s; enough to see every trait a space commonly sets.
 DEFAULT_TRAIT_COLUMNS_SAMPLE_SIZE = 50
 
+# skip_unchanged_profiles trusts the metadata's updated_at, which Segment moves with every message
+# but (undocumented) perhaps not with a recomputed trait or a merge: a pass that reads every profile
+# this often bounds how old such a change can be in the destination. A week is half the ~14 days
+# the API keeps events, so a late event that did not move the metadata is still there to read.
+DEFAULT_FULL_PASS_EVERY_DAYS = 7
+
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -76,6 +82,13 @@ class ConnectorConfig:
     accounts_from_user_links: bool = False
     region: str = "us"
     trait_columns_sample_size: int = 0
+    skip_unchanged_profiles: bool = False
+    full_pass_every_days: int = DEFAULT_FULL_PASS_EVERY_DAYS  # 0: never
+
+    @property
+    def full_pass_every(self) -> Optional[timedelta]:
+        """How old the last full pass may be before a skipping sync reads every profile again (None: never)."""
+        return timedelta(days=self.full_pass_every_days) if self.full_pass_every_days else None
 
     @property
     def host(self) -> str:
@@ -129,6 +142,8 @@ def parse_config(raw: Mapping[str, Any]) -> ConnectorConfig:
         accounts_from_user_links=accounts_from_user_links,
         region=region,
         trait_columns_sample_size=_number(raw, "trait_columns_sample_size", DEFAULT_TRAIT_COLUMNS_SAMPLE_SIZE, integer=True, allow_zero=True),
+        skip_unchanged_profiles=_flag(raw, "skip_unchanged_profiles"),
+        full_pass_every_days=_number(raw, "full_pass_every_days", DEFAULT_FULL_PASS_EVERY_DAYS, integer=True, allow_zero=True),
     )
 
 

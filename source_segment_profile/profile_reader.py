@@ -31,11 +31,13 @@ class RecordsRead:
 
 @dataclass(frozen=True)
 class ProfileRead:
-    """A profile is done: every record it has was handed over before this."""
+    """A profile is done: every record it has was handed over before this (none when it was not
+    found, or skipped as unchanged since the stream last read it)."""
 
     external_id: str
     pages: int
     found: bool
+    unchanged: bool = False
 
 
 ReadItem = Union[RecordsRead, ProfileRead]

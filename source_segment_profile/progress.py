@@ -25,6 +25,8 @@ class StreamProgress:
     interval_seconds: float = PROGRESS_INTERVAL_SECONDS
     clock: Callable[[], float] = time.monotonic
     profiles_done: int = 0
+    unchanged: int = 0  # profiles skipped as unchanged since the stream last read them
+    skips_unchanged: bool = False  # this pass may skip them: the lines say how many it did
     records: int = 0
     pages: int = 0
     not_found: list[str] = field(default_factory=list)
@@ -41,9 +43,10 @@ class StreamProgress:
         self.records += records
         self.log_if_due()
 
-    def profile_done(self, pages: int, found: bool, external_id: str) -> None:
+    def profile_done(self, pages: int, found: bool, external_id: str, unchanged: bool = False) -> None:
         self.profiles_done += 1
         self.pages += pages
+        self.unchanged += unchanged
         if not found:
             self.not_found.append(external_id)
         self.log_if_due()
@@ -61,8 +64,9 @@ class StreamProgress:
             left = self.total_profiles - self.profiles_done
             done = f"{self.profiles_done}/{self.total_profiles} profiles"
             eta = f"~{left * elapsed / self.profiles_done:.0f} s left" if self.profiles_done else "estimating time left"
+        skipped = f" ({self.unchanged} skipped as unchanged)" if self.skips_unchanged else ""
         self.logger.info(
-            f"Progress {self.label or self.stream}: {done}, {self.records} records, "
+            f"Progress {self.label or self.stream}: {done}{skipped}, {self.records} records, "
             f"{rate:.1f} requests/s of a {self.budget.max_rate:g}/s budget, {self._rate_now()}, "
             f"{self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {eta}."
@@ -71,9 +75,10 @@ class StreamProgress:
     def summary(self) -> str:
         duration = self.clock() - self._started
         not_found = f" ({mask_id_list(self.not_found)})" if self.not_found else ""
+        skipped = f"{self.unchanged} skipped as unchanged (metadata not moved since last read), " if self.skips_unchanged else ""
         line = (
-            f"Summary {self.label or self.stream}: {self.profiles_done - len(self.not_found)} profiles read, "
-            f"{len(self.not_found)} not found{not_found}, {self.records} records, {self._requests()} requests, "
+            f"Summary {self.label or self.stream}: {self.profiles_done - len(self.not_found) - self.unchanged} profiles read, "
+            f"{skipped}{len(self.not_found)} not found{not_found}, {self.records} records, {self._requests()} requests, "
             f"{self.pages} pages, {self.counters.get(self.stream, 'rate_limited')} rate-limited (429), "
             f"{self.counters.get(self.stream, 'retries')} retries, {self._rate_now()}, {duration:.1f} s."
         )

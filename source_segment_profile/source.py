@@ -17,6 +17,7 @@ from source_segment_profile.api_client import PageRequest, ProfileApiClient, bas
 from source_segment_profile.config import ConfigError, ConnectorConfig, ids_segment_would_not_match, parse_config
 from source_segment_profile.errors import CredentialsRejected, ProfileApiError, ProfileNotFound, TransientApiError, profiles_not_found
 from source_segment_profile.masking import mask_id_list, register_configured_ids
+from source_segment_profile.profile_changes import ProfileChanges
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, UserIds, UserListing
 from source_segment_profile.progress import unmatchable_ids_warning
 from source_segment_profile.pages import page_of
@@ -98,9 +99,12 @@ class SourceSegmentProfile(AbstractSource):
         client = ProfileApiClient(parsed, RateBudget(parsed.requests_per_second))
         users = UserIds(parsed, UserListing(parsed, client) if parsed.read_all_users else None)
         linked = LinkedAccounts() if parsed.accounts_from_user_links else None
-        user_links = UserLinks(parsed, client, users, linked)
+        changes = ProfileChanges() if parsed.skip_unchanged_profiles else None
+        user_links = UserLinks(parsed, client, users, changes, linked)
         accounts = AccountIds(parsed, linked, user_links.read_links_only)
-        user_streams = [user_links if stream is UserLinks else stream(parsed, client, users) for stream in USER_STREAMS]
+        user_streams = [user_links if stream is UserLinks else stream(parsed, client, users, changes) for stream in USER_STREAMS]
+        if changes is not None:
+            changes.read_with(next(stream for stream in user_streams if isinstance(stream, UserMetadata)).read_pages)
         return user_streams + [stream(parsed, client, accounts) for stream in ACCOUNT_STREAMS]
 
     def read(self, logger: logging.Logger, config: Mapping[str, Any], catalog: Any, state: Any = None) -> Iterator[AirbyteMessage]:
@@ -110,10 +114,15 @@ class SourceSegmentProfile(AbstractSource):
         parsed = load_config(config)
         if parsed.read_all_users:
             UserListing(parsed, ProfileApiClient(parsed, RateBudget(parsed.requests_per_second))).probe()
-        if parsed.accounts_from_user_links:
-            # user_links first: the account streams then take the accounts it collected instead of
-            # reading every user's links a second time.
-            catalog.streams.sort(key=lambda configured: configured.stream.name in ACCOUNT_STREAM_NAMES)
+        # Account streams last when they take the accounts user_links collected: they do not then
+        # read every user's links a second time. user_metadata first when skipping unchanged users:
+        # the metadata it reads tells the other streams which users changed (profile_changes.py).
+        catalog.streams.sort(
+            key=lambda configured: (
+                parsed.accounts_from_user_links and configured.stream.name in ACCOUNT_STREAM_NAMES,
+                not (parsed.skip_unchanged_profiles and configured.stream.name == "user_metadata"),
+            )
+        )
         for stream_state in state or []:
             if stream_state.stream is not None and stream_state.stream.stream_state is not None:
                 name = stream_state.stream.stream_descriptor.name

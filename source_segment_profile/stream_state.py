@@ -3,8 +3,9 @@
 - `ReadingCheckpoints`: a full refresh stream. Its state is empty, unless it reads every user of
   the space (`read_all_users`): that reading is worth resuming, so its state names where it stood
   (`{"reading": ...}`) until the pass is complete (the CDK's sentinel).
-- `EventsCheckpoints`: user_events, incremental: each profile's watermark (events_state.py), plus
-  where the reading stood while a pass with a listing is interrupted.
+- `ReadThroughCheckpoints`: the incremental streams (user_events, and the user streams that skip
+  unchanged profiles): each profile's watermark (read_through_state.py), when the last full pass
+  was, plus where the reading stood while a pass with a listing is interrupted.
 
 The stream tells either one when a profile is complete and when a checkpoint is due; the CDK
 reads `message` after every record.
@@ -15,13 +16,13 @@ from __future__ import annotations
 import functools
 import threading
 from abc import ABC, abstractmethod
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from source_segment_profile import key_sets
-from source_segment_profile.events_state import EventsState, format_timestamp, watermark_from_server_date
+from source_segment_profile.read_through_state import ReadThroughState, format_timestamp, watermark_from_server_date
 from source_segment_profile.masking import profile_key
 from source_segment_profile.profile_ids import AccountIds, ReadProgress, ResumePoint, UserIds
 from source_segment_profile.profile_reader import ProfileRead
@@ -61,6 +62,9 @@ class StreamCheckpoints(ABC):
     def profiles_per_checkpoint(self) -> int:
         return CHECKPOINT_EVERY_PROFILES
 
+    def answer_received(self, server_date: Optional[str]) -> None:
+        """An answer of this stream came (its Date header: the API's clock)."""
+
     def _reading(self) -> Optional[dict[str, Any]]:
         """Where an unfinished reading stands, for streams whose reading is worth resuming."""
         return self.read_progress.checkpoint(self._profiles.fingerprint) if self._profiles.resumable else None
@@ -81,42 +85,67 @@ class ReadingCheckpoints(StreamCheckpoints):
         self.message = FULL_REFRESH_COMPLETE if reading_ended else ({"reading": reading} if reading else {})
 
 
-class EventsCheckpoints(StreamCheckpoints):
-    def __init__(self, profiles: UserIds):
+class ReadThroughCheckpoints(StreamCheckpoints):
+    def __init__(self, profiles: UserIds, stream: str):
         super().__init__(profiles)
-        self.events = EventsState()
-        self.message = self.events.message()
+        self._stream = stream
+        self.profiles_read = ReadThroughState(stream=stream)  # each profile's watermark
+        self.message = self.profiles_read.message()
         self._reading_ended = False
         self._watermark_lock = threading.Lock()
+        self.full_pass = True  # this pass reads every profile: no skipping (decided by start_pass)
+        self._may_skip = False  # skipping is on: the state says when the last full pass was
+        self._resumed_full_pass: Optional[bool] = None  # the kind of pass an interrupted attempt was in
 
     def load(self, value: Optional[Mapping[str, Any]]) -> None:
-        value = dict(value or {})
+        value = {} if value == FULL_REFRESH_COMPLETE else dict(value or {})  # 0.3.0's state of a full refresh stream
         reading = value.pop("reading", None)
         self.read_progress = ReadProgress(ResumePoint.from_checkpoint(reading))
-        self.events = EventsState.from_message(value, self._profiles.configured, datetime.now(timezone.utc))
-        if isinstance(reading, Mapping) and reading.get("watermark"):
-            self.events.resume_pass(reading["watermark"])
-        self.message = self.events.message(self._keys_to_keep())
+        self.profiles_read = ReadThroughState.from_message(value, self._profiles.configured, datetime.now(timezone.utc), self._stream)
+        self._resumed_full_pass = None
+        if isinstance(reading, Mapping):
+            if reading.get("watermark"):
+                self.profiles_read.resume_pass(reading["watermark"])
+            if isinstance(reading.get("full_pass"), bool):
+                self._resumed_full_pass = reading["full_pass"]
+        self.message = self.profiles_read.message(self._keys_to_keep())
+
+    def start_pass(self, may_skip: bool, full_pass_every: Optional[timedelta], now: datetime) -> bool:
+        """Decides whether this pass reads every profile (True) or may skip unchanged ones: a full
+        pass when skipping is off, when the state has no full pass yet, or when the last one is
+        `full_pass_every` old. A resumed attempt goes on with the kind of pass it interrupted."""
+        last = self.profiles_read.full_pass_at
+        due = last is None or (full_pass_every is not None and now - last >= full_pass_every)
+        resumed = self._resumed_full_pass
+        self._may_skip = may_skip
+        self.full_pass = not may_skip or (resumed if resumed is not None else due)
+        return self.full_pass
 
     def answer_received(self, server_date: Optional[str]) -> None:
         """The sync's watermark comes from the first answer's Date header: the API's clock."""
-        if self.events.watermark is None:
+        if self.profiles_read.watermark is None:
             with self._watermark_lock:
-                if self.events.watermark is None:
-                    self.events.watermark = watermark_from_server_date(server_date, datetime.now(timezone.utc))
+                if self.profiles_read.watermark is None:
+                    self.profiles_read.watermark = watermark_from_server_date(server_date, datetime.now(timezone.utc))
 
     def profile_done(self, done: ProfileRead) -> None:
         super().profile_done(done)
-        self.events.profile_read(done.external_id, done.found)
+        self.profiles_read.profile_read(done.external_id, done.found, done.unchanged)
 
     def checkpoint(self, reading_ended: bool) -> None:
         self._reading_ended = reading_ended
-        message = self.events.message(self._keys_to_keep())
+        # Only with skipping on: with it off the state stays as it was before the option existed
+        # (turning it on then starts with a full pass).
+        if reading_ended and self._may_skip and self.full_pass and self.profiles_read.watermark is not None:
+            self.profiles_read.full_pass_at = self.profiles_read.watermark
+        message = self.profiles_read.message(self._keys_to_keep())
         reading = None if reading_ended else self._reading()
         if reading:
-            # The pass's watermark goes along, so that a resumed attempt finishes the same pass.
-            watermark = self.events.watermark
+            # The pass's watermark and kind go along, so that a resumed attempt finishes the same pass.
+            watermark = self.profiles_read.watermark
             message["reading"] = {**reading, **({"watermark": format_timestamp(watermark)} if watermark else {})}
+            if self._may_skip:
+                message["reading"]["full_pass"] = self.full_pass
         self.message = message
 
     def profiles_per_checkpoint(self) -> int:
@@ -130,7 +159,7 @@ class EventsCheckpoints(StreamCheckpoints):
         read (known only once it ends: until then every profile stays)."""
         if not self._profiles.resumable:
             return self._configured_keys
-        return self.events.seen_this_pass() if self._reading_ended else None
+        return self.profiles_read.seen_this_pass() if self._reading_ended else None
 
     @functools.cached_property
     def _configured_keys(self) -> np.ndarray:

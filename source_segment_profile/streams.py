@@ -9,11 +9,12 @@ API reference: https://segment.com/docs/unify/profile-api/ (contract: openapi/se
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import threading
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, List, Mapping, MutableMapping, Optional
 
@@ -24,21 +25,25 @@ from airbyte_cdk.sources.streams.http import HttpStream
 from source_segment_profile.api_client import PageRequest, ProfileApiClient
 from source_segment_profile.config import MAX_PAGE_SIZE, ConnectorConfig, ids_segment_would_not_match, parse_timestamp
 from source_segment_profile.errors import ProfileApiError, ProfileNotFound, profiles_not_found
-from source_segment_profile.events_state import format_timestamp
+from source_segment_profile.read_through_state import format_timestamp
 from source_segment_profile.masking import mask_external_id
 from source_segment_profile.pages import ApiPage, page_of
 from source_segment_profile.pagination import PageGuard, cursor_token
+from source_segment_profile.profile_changes import ProfileChanges
 from source_segment_profile.profile_ids import AccountIds, LinkedAccounts, ReadProgress, UserIds
 from source_segment_profile.profile_reader import ProfileRead, ProfileReader, ReadingStopped, ReadItem, RecordsRead
 from source_segment_profile.profile_urls import profile_path, space_url
 from source_segment_profile.progress import StreamProgress
-from source_segment_profile.stream_state import EventsCheckpoints, ReadingCheckpoints, StreamCheckpoints
+from source_segment_profile.stream_state import ReadingCheckpoints, ReadThroughCheckpoints, StreamCheckpoints
 from source_segment_profile.trait_columns import TraitColumns
 
 # How often an idle consumer (all workers waiting on the API) still logs progress.
 IDLE_POLL_SECONDS = 1.0
 # Segment's docs: links returns at most 20 per page.
 LINKS_PAGE_SIZE = 20
+# The cursor of incremental streams whose records carry no time of their own: the instant the
+# profile was read through (its watermark), so that append + dedup keeps the latest sync's row.
+READ_AT = "read_at"
 # What `verbose=true` makes of each trait (Segment's Profile API docs).
 VERBOSE_FIELDS = frozenset({"value", "source_id", "updated_at"})
 
@@ -60,26 +65,33 @@ class ProfileStream(HttpStream, ABC):
     and the CDK emits state after it. One ProfileReader runs across the slices, so that workers
     never idle at their boundaries. A profile's slice, as `path`, `request_params`,
     `parse_response` and `next_page_token` see it, is `{"external_id": ...}`.
+
+    A stream with a `cursor_field` is incremental: its state holds each profile's watermark
+    (ReadThroughCheckpoints). With skip_unchanged_profiles, such a stream skips a user whose
+    metadata has not moved since that watermark (`skips_unchanged`), except in a full pass.
     """
 
     collection: ClassVar[str]  # "users" or "accounts"
     resource: ClassVar[str]  # the last path segment: traits, events, ...
     page_size_cap: ClassVar[Optional[int]] = MAX_PAGE_SIZE  # None: the endpoint is not paginated
     merges_pages: ClassVar[bool] = False  # True: a profile's pages make one record (merge_pages)
+    skips_unchanged: ClassVar[bool] = False  # True: with skip_unchanged_profiles, an unchanged user is not requested
     primary_key: Any = "external_id"
 
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds"):
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds", changes: Optional[ProfileChanges] = None):
         self._config = config
         self._client = client
         self._profiles = profiles
-        self._checkpoints = self.new_checkpoints()
+        self._changes = changes
+        self._checkpoints: StreamCheckpoints = ReadingCheckpoints(profiles)  # a full refresh's, until stream_slices knows the mode
+        self._incoming_state: Optional[Mapping[str, Any]] = None
         self._items: Optional[Iterator[ReadItem]] = None
         self._reading_ended = False
         self._progress: Optional[StreamProgress] = None
+        self._incremental = False
+        self._skipping = False  # this pass skips users whose metadata did not move
+        self._lookups_at_start = 0
         super().__init__()
-
-    def new_checkpoints(self) -> StreamCheckpoints:
-        return ReadingCheckpoints(self._profiles)
 
     # --- HttpStream's contract: what a leaf says ---------------------------------------------
 
@@ -113,6 +125,13 @@ class ProfileStream(HttpStream, ABC):
         """The records of a profile whose pages make one record (`merges_pages`: traits)."""
         return records
 
+    def read_at(self) -> dict[str, Any]:
+        """`{"read_at": watermark}` for a record of an incremental sync of a stream whose cursor it
+        is: every change that reached the profile before it is in the record, and a later sync's
+        row has a later one. Empty in a full refresh (the destination keeps only that sync's rows)."""
+        watermark = self._checkpoints.profiles_read.watermark if self.cursor_field == READ_AT and self._incremental else None
+        return {READ_AT: format_timestamp(watermark)} if watermark else {}
+
     def get_json_schema(self) -> Mapping[str, Any]:
         return load_schema(self.name)
 
@@ -133,7 +152,16 @@ class ProfileStream(HttpStream, ABC):
 
     @state.setter
     def state(self, value: MutableMapping[str, Any]) -> None:
+        self._incoming_state = value
         self._checkpoints.load(value)
+
+    def _use_checkpoints_of(self, sync_mode: SyncMode) -> None:
+        """An incremental sync keeps each profile's watermark; a full refresh only where an
+        interrupted pass stood (the CDK sets the state before it asks for slices, which say the mode)."""
+        kind = ReadThroughCheckpoints if self.cursor_field and sync_mode == SyncMode.incremental else ReadingCheckpoints
+        if not isinstance(self._checkpoints, kind):
+            self._checkpoints = ReadThroughCheckpoints(self._profiles, self.name) if kind is ReadThroughCheckpoints else ReadingCheckpoints(self._profiles)
+            self._checkpoints.load(self._incoming_state)
 
     # --- the engine ---------------------------------------------------------------------------
 
@@ -141,6 +169,7 @@ class ProfileStream(HttpStream, ABC):
         # Lazy: the CDK asks for the next slice only after reading the last one, and the number of
         # checkpoints is known only once the reading ends.
         self._items, self._reading_ended = None, False
+        self._use_checkpoints_of(sync_mode)
         checkpoint = 0
         while not self._reading_ended:
             yield {"checkpoint": checkpoint}
@@ -164,12 +193,14 @@ class ProfileStream(HttpStream, ABC):
                 yield from item.records
                 continue
             self._checkpoints.profile_done(item)
-            self._progress.profile_done(item.pages, item.found, item.external_id)
+            self._progress.profile_done(item.pages, item.found, item.external_id, item.unchanged)
             completed += 1
             if completed >= self._checkpoints.profiles_per_checkpoint():
                 self._checkpoints.checkpoint(reading_ended=False)
                 return
         self._items, self._reading_ended = None, True
+        if self._skipping and self._changes.lookups > self._lookups_at_start:
+            self._progress.notes.append(f"{self._changes.lookups - self._lookups_at_start} users' metadata read for the skip (not read earlier in this sync).")
         self.reading_ended()
         self._checkpoints.checkpoint(reading_ended=True)
         self._progress.summary()
@@ -191,17 +222,57 @@ class ProfileStream(HttpStream, ABC):
         )
 
     def _start_reading(self, sync_mode: SyncMode) -> None:
+        self._incremental = sync_mode == SyncMode.incremental
         self._progress = self._new_progress(self.name)
+        self._skipping = False
+        if isinstance(self._checkpoints, ReadThroughCheckpoints):
+            self._start_pass()
         reader = ProfileReader(self.read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
+        self._lookups_at_start = self._changes.lookups if self._changes else 0
         progress = self._checkpoints.read_progress
         self._items = reader.read(progress.ids(self._profiles.pages(progress.resume_from)))
 
+    def _start_pass(self) -> None:
+        """Whether this pass may skip unchanged users, said in the log with why."""
+        may_skip = self.skips_unchanged and self._changes is not None and self._config.skip_unchanged_profiles and self._incremental
+        full_pass = self._checkpoints.start_pass(may_skip, self._config.full_pass_every, datetime.now(timezone.utc))
+        self._skipping = not full_pass
+        self._progress.skips_unchanged = self._skipping
+        if not (self.skips_unchanged and self._config.skip_unchanged_profiles):
+            return
+        last = self._checkpoints.profiles_read.full_pass_at
+        since = f"the last was at {format_timestamp(last)}" if last else "there was none yet"
+        if full_pass:
+            self.logger.info(f"{self.name}: a full pass reads every profile, skipping none ({since}; full_pass_every_days {self._config.full_pass_every_days}).")
+        else:
+            self.logger.info(f"{self.name}: skips users whose metadata has not moved since this stream last read them (full pass: {since}).")
+
+    def unchanged_since_read(self, external_id: str, stopping: threading.Event) -> bool:
+        """True when this pass skips the user: its metadata `updated_at` is before the watermark the
+        stream last read it through. A user the state does not know, or whose metadata is not known
+        (404, absent, unreadable), is read."""
+        if not self._skipping:
+            return False
+        read_through = self._checkpoints.profiles_read.read_through(external_id)
+        if read_through is None:
+            return False
+        updated_at = self._changes.updated_at(external_id, stopping)
+        return updated_at is not None and updated_at < read_through
+
     def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
-        """Reads every page of one profile (on a worker thread), handing records over page by page.
+        """Reads every page of one profile (on a worker thread), handing records over page by page;
+        or skips it as unchanged, requesting nothing (`unchanged_since_read`).
 
         `stopping` is set once the consumer has stopped taking items or another profile failed:
         the sync is over either way, and a profile cut short here is never completed.
         """
+        if self.skips_unchanged and self.unchanged_since_read(external_id, stopping):
+            yield ProfileRead(external_id, 0, found=True, unchanged=True)
+            return
+        yield from self.read_pages(external_id, stopping)
+
+    def read_pages(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
+        """Every page of one profile: its records, then a ProfileRead (none if the reading stopped)."""
         stream_slice = {"external_id": external_id}
         url = self.url_base + self.path(stream_slice=stream_slice)
         guard = PageGuard()
@@ -222,6 +293,7 @@ class ProfileStream(HttpStream, ABC):
                 yield ProfileRead(external_id, pages, found=False)
                 return
             pages += 1
+            self._checkpoints.answer_received(self.page(response, stream_slice).server_date)
             records = list(self.parse_response(response, stream_slice=stream_slice))
             if self.merges_pages:
                 merged.extend(records)
@@ -260,11 +332,11 @@ class TraitsStream(ProfileStream, ABC):
 
     merges_pages = True
 
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds"):
+    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: "UserIds | AccountIds", changes: Optional[ProfileChanges] = None):
         self._use_columns(TraitColumns())
         self._misfits = 0
         self._misfits_lock = threading.Lock()
-        super().__init__(config, client, profiles)
+        super().__init__(config, client, profiles, changes)
 
     def request_params(self, **kwargs: Any) -> MutableMapping[str, Any]:
         # verbose=true: each trait comes with when and by which source it was last set.
@@ -285,7 +357,7 @@ class TraitsStream(ProfileStream, ABC):
         if misfits:
             with self._misfits_lock:
                 self._misfits += misfits
-        merged = {"external_id": records[0]["external_id"], "traits": traits, **cells}
+        merged = {"external_id": records[0]["external_id"], "traits": traits, **cells, **self.read_at()}
         if any("traits_provenance" in record for record in records):
             merged["traits_provenance"] = {name: update for record in records for name, update in record.get("traits_provenance", {}).items()}
         return [merged]
@@ -399,6 +471,8 @@ class UserTraits(TraitsStream):
     """https://segment.com/docs/unify/profile-api/#get-user-traits"""
 
     collection, resource = "users", "traits"
+    cursor_field = READ_AT
+    skips_unchanged = True
 
 
 class AccountTraits(TraitsStream):
@@ -411,6 +485,8 @@ class UserExternalIds(ExternalIdsStream):
     """https://segment.com/docs/unify/profile-api/#get-user-external-ids"""
 
     collection, resource = "users", "external_ids"
+    cursor_field = "created_at"
+    skips_unchanged = True
 
 
 class AccountExternalIds(ExternalIdsStream):
@@ -424,10 +500,16 @@ class UserMetadata(ProfileStream):
 
     The seed spec answers the fields at the top level; Segment's docs show them wrapped in
     `{"metadata": {...}}`. Both become one flat record.
+
+    The metadata is the change signal of skip_unchanged_profiles (profile_changes.py): it is
+    requested for every user, and remembered for the streams that follow; a skipping pass emits
+    the record only when it moved since this stream last read the user.
     """
 
     collection, resource = "users", "metadata"
     page_size_cap = None
+    cursor_field = "updated_at"
+    skips_unchanged = True
 
     def parse_response(self, response: requests.Response, *, stream_slice: Optional[Mapping[str, Any]] = None, **_: Any) -> Iterable[Mapping[str, Any]]:
         page = self.page(response, stream_slice)
@@ -435,6 +517,19 @@ class UserMetadata(ProfileStream):
         if not isinstance(metadata, dict):
             raise page.unexpected("'metadata' is not an object")
         return [{**metadata, "external_id": page.external_id}]
+
+    def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
+        items = list(self.read_pages(external_id, stopping))  # one page
+        if not items or not isinstance(items[-1], ProfileRead):
+            return  # the reading stopped
+        done = items[-1]
+        records = [record for item in items if isinstance(item, RecordsRead) for record in item.records]
+        if self._changes is not None:
+            self._changes.remember(external_id, records[0] if records else None)
+        if records and self.unchanged_since_read(external_id, stopping):
+            yield dataclasses.replace(done, unchanged=True)
+            return
+        yield from items
 
 
 class UserLinks(DataListStream):
@@ -447,30 +542,42 @@ class UserLinks(DataListStream):
     collection, resource = "users", "links"
     page_size_cap = LINKS_PAGE_SIZE
     primary_key = ["external_id", "to_collection", "linked_external_id"]
+    cursor_field = READ_AT
+    skips_unchanged = True
 
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: UserIds, linked_accounts: Optional[LinkedAccounts] = None):
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        client: ProfileApiClient,
+        profiles: UserIds,
+        changes: Optional[ProfileChanges] = None,
+        linked_accounts: Optional[LinkedAccounts] = None,
+    ):
         self._linked_accounts = linked_accounts
-        super().__init__(config, client, profiles)
+        super().__init__(config, client, profiles, changes)
 
     def parse_response(self, response: requests.Response, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
         records = list(super().parse_response(response, **kwargs))
+        read_at = self.read_at()
         for record in records:
             record["linked_external_id"] = linked_external_id(record)
+            record.update(read_at)
             if self._linked_accounts is not None and record.get("to_collection") == "accounts" and record["linked_external_id"]:
                 self._linked_accounts.add(record["linked_external_id"])
         return records
 
     def reading_ended(self) -> None:
-        # A resumed attempt skipped the users an interrupted one read: its links are not all of
-        # them, so the account streams read every user's links themselves.
-        if self._linked_accounts is not None and self._checkpoints.read_progress.resume_from is None:
+        # A resumed attempt skipped the users an interrupted one read, and a skipping pass the
+        # unchanged users: its links are not all of them, so the account streams read every
+        # user's links themselves.
+        if self._linked_accounts is not None and self._checkpoints.read_progress.resume_from is None and not self._skipping:
             self._linked_accounts.complete = True
 
     def read_links_only(self) -> None:
         """Reads every user's links without emitting them, for the account streams (user_links was
         not synced), with the progress lines of a stream: hours of reading are never silent."""
         progress = self._new_progress("user links for the account streams")
-        reader = ProfileReader(self.read_profile, self._config.max_concurrency, progress.log_if_due, IDLE_POLL_SECONDS)
+        reader = ProfileReader(self.read_pages, self._config.max_concurrency, progress.log_if_due, IDLE_POLL_SECONDS)
         for item in reader.read(ReadProgress().ids(self._profiles.pages())):
             if isinstance(item, RecordsRead):
                 progress.records_read(len(item.records))
@@ -489,7 +596,7 @@ def linked_external_id(link: Mapping[str, Any]) -> str:
 class UserEvents(DataListStream):
     """https://segment.com/docs/unify/profile-api/#get-user-events
 
-    Incremental, with a watermark per profile (events_state.py says why it is not an event's
+    Incremental, with a watermark per profile (read_through_state.py says why it is not an event's
     timestamp). Events come newest first; paging stops at the first page that reaches back past
     the profile's lower bound. A profile's watermark advances only once all its pages are emitted.
     """
@@ -497,22 +604,12 @@ class UserEvents(DataListStream):
     collection, resource = "users", "events"
     primary_key = ["external_id", "messageId"]
     cursor_field = "timestamp"
-
-    def __init__(self, config: ConnectorConfig, client: ProfileApiClient, profiles: UserIds):
-        self._incremental = False
-        super().__init__(config, client, profiles)
-
-    def new_checkpoints(self) -> EventsCheckpoints:
-        return EventsCheckpoints(self._profiles)
-
-    def _start_reading(self, sync_mode: SyncMode) -> None:
-        self._incremental = sync_mode == SyncMode.incremental
-        super()._start_reading(sync_mode)
+    skips_unchanged = True
 
     def lower_bound(self, external_id: str) -> Optional[datetime]:
         """The oldest event this sync wants of the profile: the start date, or its watermark less the lookback."""
         bounds = [self._config.start_date] if self._config.start_date else []
-        read_through = self._checkpoints.events.read_through(external_id) if self._incremental else None
+        read_through = self._checkpoints.profiles_read.read_through(external_id) if self._incremental else None
         if read_through is not None:
             bounds.append(read_through - timedelta(seconds=self._config.events_lookback_seconds))
         return max(bounds, default=None)

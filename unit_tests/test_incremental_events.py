@@ -17,8 +17,8 @@ import pytest
 from airbyte_cdk.models import FailureType, Level, SyncMode, Type
 
 from source_segment_profile import key_sets, stream_state, streams
-from source_segment_profile import events_state as events_state_module
-from source_segment_profile.events_state import EventsState, format_timestamp, profiles_read_through
+from source_segment_profile import read_through_state
+from source_segment_profile.read_through_state import ReadThroughState, format_timestamp, profiles_read_through
 from source_segment_profile.masking import profile_key, profile_state_key
 from unit_tests.builders import Reply, config, data_page, event, traits_page
 from unit_tests.conftest import events_state, run_read
@@ -590,11 +590,11 @@ def test_a_version_1_state_with_a_watermark_per_profile_is_written_back_in_a_few
     cursors = {f"user_id:u{n:03d}": instant("2026-11-20T00:00:00Z") + timedelta(minutes=7 * n) for n in range(200)}
     v1 = {"state_version": 1, "profiles": {v1_key(profile): format_timestamp(cursor) for profile, cursor in cursors.items()}}
 
-    migrated = EventsState.from_message(v1, (), now)
+    migrated = ReadThroughState.from_message(v1, (), now)
     written = migrated.message()
 
     assert all(migrated.read_through(profile) == cursor for profile, cursor in cursors.items())  # exact while reading
-    assert len(written["read_through"]) == events_state_module.MAX_WATERMARK_GROUPS
+    assert len(written["read_through"]) == read_through_state.MAX_WATERMARK_GROUPS
     back = profiles_read_through(written)
     assert set(back) == {key(profile) for profile in cursors}
     assert all(back[key(profile)] <= cursor for profile, cursor in cursors.items())

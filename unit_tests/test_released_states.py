@@ -21,7 +21,7 @@ import pytest
 from airbyte_cdk.models import AirbyteStateMessageSerializer, SyncMode
 
 from segment_profile_emulator.testing import RunningEmulator, running_emulator
-from source_segment_profile.events_state import SKEW_MARGIN, profiles_read_through
+from source_segment_profile.read_through_state import SKEW_MARGIN, profiles_read_through
 from source_segment_profile.masking import profile_state_key
 from unit_tests.conftest import ReadResult, run_read
 

@@ -102,11 +102,15 @@ def test_discover_serves_the_nine_streams_with_their_schemas_and_keys():
     for name, stream in streams.items():
         assert stream.json_schema == stream_schema(name)
         assert stream.source_defined_primary_key == PRIMARY_KEYS[name]
-    events = streams["user_events"]
-    assert set(events.supported_sync_modes) == {SyncMode.full_refresh, SyncMode.incremental}
-    assert events.default_cursor_field == ["timestamp"]
-    assert events.source_defined_cursor
-    for name in set(ALL_STREAMS + TRAIT_CLASS_STREAMS) - {"user_events"}:
+    # The user streams a skip applies to are incremental (append + dedup keeps a row per key), each
+    # with a cursor its records carry; the others have no change signal and stay full refresh.
+    cursors = {"user_events": "timestamp", "user_traits": "read_at", "user_external_ids": "created_at", "user_links": "read_at", "user_metadata": "updated_at"}
+    for name, cursor in cursors.items():
+        assert set(streams[name].supported_sync_modes) == {SyncMode.full_refresh, SyncMode.incremental}
+        assert streams[name].default_cursor_field == [cursor]
+        assert streams[name].source_defined_cursor
+        assert cursor in streams[name].json_schema["properties"]
+    for name in set(ALL_STREAMS + TRAIT_CLASS_STREAMS) - set(cursors):
         assert streams[name].supported_sync_modes == [SyncMode.full_refresh]
 
 

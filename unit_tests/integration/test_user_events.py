@@ -19,7 +19,7 @@ from airbyte_cdk.models import AirbyteStateMessage, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput
 from airbyte_cdk.test.state_builder import StateBuilder
 
-from source_segment_profile.events_state import EventsState
+from source_segment_profile.read_through_state import ReadThroughState
 from source_segment_profile.masking import profile_key
 from unit_tests.integration.config import ConfigBuilder
 from unit_tests.integration.profile_stream_scenarios import ProfileStreamScenarios
@@ -57,7 +57,7 @@ def _emitted(external_id: str, *events: dict[str, Any]) -> list[dict[str, Any]]:
 def _events_state(watermarks: dict[str, datetime]) -> dict[str, Any]:
     """The state (version 3) the connector writes when each profile was read through its watermark."""
     keys = np.array([profile_key(external_id) for external_id in watermarks], dtype=np.uint64)
-    return EventsState.from_read_through(keys, list(watermarks.values())).message()
+    return ReadThroughState.from_read_through(keys, list(watermarks.values())).message()
 
 
 def _incoming(watermarks: dict[str, datetime]) -> list[AirbyteStateMessage]:

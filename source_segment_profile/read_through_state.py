@@ -1,23 +1,31 @@
-"""The user_events state: for each profile, the instant its events were read through.
+"""A profile stream's incremental state: for each profile, the instant it was read through.
+
+user_events reads every event that reached the API before that instant; the streams that skip
+unchanged profiles (skip_unchanged_profiles: user_traits, user_external_ids, user_links,
+user_metadata) compare it with the profile's metadata `updated_at`: a profile whose metadata has
+not moved since it was read through is current in the destination.
 
 The API keeps ~14 days of events, so what an incremental sync misses is gone for good. An event's
 `timestamp` is when it happened on the device: mobile SDKs send queued events hours or days late,
 and device clocks can be a year off. So a profile's cursor is never an event's timestamp. It is
-the sync's own start time on the API's clock (the Date header of the first events answer) minus
-SKEW_MARGIN: every event that had reached the API by then was read. The next sync asks for events
+the sync's own start time on the API's clock (the Date header of the stream's first answer) minus
+SKEW_MARGIN: everything that had reached the API by then was read. The next sync asks for events
 from that watermark minus the lookback window, so an event that reaches the API up to `lookback`
 after it happened is delivered, a future-stamped event is delivered (and hides nothing), and the
-overlap is the same records again, which append + dedup on the primary key removes.
+overlap is the same records again, which append + dedup on the primary key removes. A profile
+skipped as unchanged, or that answered 404, keeps the watermark it had.
 
 A profile the state does not know (new to the config) is read with no lower bound but the
 configured start date: its whole history the API keeps.
 
 State (version 3), sized for a million profiles:
-  {"state_version": 3, "read_through": [{"watermark": ts, "profile_count": n, "profile_keys": text}]}
-One entry per watermark: a finished sync leaves one, an interrupted one a few. A profile costs only
-its 64-bit key (a digest of its id), and a set of keys is coded compactly (key_sets.py): about 7.7
-bytes a profile at 100,000 profiles, 7.2 at a million. Version 2 (lists of 16-hex keys) and
-version 1 (a newest-event timestamp per 20-hex key) are migrated.
+  {"state_version": 3, "read_through": [{"watermark": ts, "profile_count": n, "profile_keys": text}],
+   "full_pass_at": ts}
+One entry per watermark: a finished sync leaves one, an interrupted one a few, skipping syncs one
+more each until the next full pass. A profile costs only its 64-bit key (a digest of its id), and a
+set of keys is coded compactly (key_sets.py): about 7.7 bytes a profile at 100,000 profiles, 7.2 at
+a million. `full_pass_at` is the watermark of the last pass that read every profile (no skipping).
+Version 2 (lists of 16-hex keys) and version 1 (a newest-event timestamp per 20-hex key) are migrated.
 """
 
 from __future__ import annotations
@@ -50,12 +58,25 @@ MAX_WATERMARK_GROUPS = 32
 # What a user does about a state that has no usable watermark at all. Never "Reset" or "Clear
 # data": in Airbyte that deletes the stream's rows, and the API keeps only ~14 days of events, so
 # the destination holds the only copy of everything older.
-STATE_ERROR_ADVICE = (
-    "Nothing was read and the state was not changed. To go on: run the connector version that wrote this state, "
-    "or in Airbyte refresh the user_events stream keeping its records (Refresh, 'Retain records'): its next sync "
-    "then reads every event the API still keeps (~14 days) and append + dedup removes the overlap. Do not use "
-    "Airbyte's Clear action on this stream: it deletes the events older than 14 days, which only your destination still holds."
-)
+def state_error_advice(stream: str) -> str:
+    """What a user does about a state that has no usable watermark at all. Never "Reset" or "Clear
+    data": in Airbyte that deletes the stream's rows, and the API keeps only ~14 days of events, so
+    the destination holds the only copy of everything older."""
+    deleted = (
+        "it deletes the events older than 14 days, which only your destination still holds"
+        if stream == "user_events"
+        else "it deletes the stream's rows in your destination, and a profile the API no longer finds would not come back"
+    )
+    window = "every event the API still keeps (~14 days)" if stream == "user_events" else "every profile"
+    return (
+        "Nothing was read and the state was not changed. To go on: run the connector version that wrote this state, "
+        f"or in Airbyte refresh the {stream} stream keeping its records (Refresh, 'Retain records'): its next sync "
+        f"then reads {window} and append + dedup removes the overlap. Do not use "
+        f"Airbyte's Clear action on this stream: {deleted}."
+    )
+
+
+STATE_ERROR_ADVICE = state_error_advice("user_events")
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -79,7 +100,7 @@ def watermark_from_server_date(date_header: Optional[str], local_now: datetime) 
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-class EventsState:
+class ReadThroughState:
     """Which profiles were read through which watermark, and the state message that says so.
 
     Profiles a past sync read are a sorted array of keys with, beside each, the index of its
@@ -88,17 +109,25 @@ class EventsState:
     keys on the consumer's thread, and merged in when a message is built.
     """
 
-    def __init__(self, keys: Optional[np.ndarray] = None, watermark_indexes: Optional[np.ndarray] = None, watermarks: Iterable[datetime] = ()):
+    def __init__(
+        self,
+        keys: Optional[np.ndarray] = None,
+        watermark_indexes: Optional[np.ndarray] = None,
+        watermarks: Iterable[datetime] = (),
+        stream: str = "user_events",
+    ):
+        self.stream = stream
         self._keys = keys if keys is not None else np.zeros(0, dtype=np.uint64)  # sorted, distinct
         self._watermark_indexes = watermark_indexes if watermark_indexes is not None else np.zeros(0, dtype=np.int64)
         self._watermarks = list(watermarks)  # ascending, distinct
         self._read_now = array("Q")  # keys read completely in this sync
-        self._not_found_now = array("Q")  # keys that answered 404 in this sync: they keep their watermark
+        self._kept_now = array("Q")  # keys seen in this sync that keep their watermark: not found (404), or unchanged
         self._resumed_watermark: Optional[datetime] = None
         self.watermark: Optional[datetime] = None  # this sync's, once the first answer came
+        self.full_pass_at: Optional[datetime] = None  # the watermark of the last pass that read every profile
 
     @classmethod
-    def from_read_through(cls, keys: np.ndarray, watermarks: list[datetime]) -> "EventsState":
+    def from_read_through(cls, keys: np.ndarray, watermarks: list[datetime], stream: str = "user_events") -> "ReadThroughState":
         """From each profile's key and watermark (in any order; for a key given twice, its latest watermark)."""
         distinct = sorted(set(watermarks))
         position = {watermark: index for index, watermark in enumerate(distinct)}
@@ -106,47 +135,63 @@ class EventsState:
         order = np.lexsort((indexes, keys))  # by key, then by watermark
         keys, indexes = keys[order], indexes[order]
         last_of_key = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)
-        return cls(keys[last_of_key], indexes[last_of_key], distinct)
+        return cls(keys[last_of_key], indexes[last_of_key], distinct, stream)
 
     @classmethod
-    def from_message(cls, value: Optional[Mapping[str, Any]], configured_ids: Iterable[str], now: datetime) -> "EventsState":
+    def from_message(
+        cls, value: Optional[Mapping[str, Any]], configured_ids: Iterable[str], now: datetime, stream: str = "user_events"
+    ) -> "ReadThroughState":
         """Reads a state message; a state this version cannot read is a StateError.
 
         Accepted: `{}`; version 3; version 2 (`{"state_version": 2, "read_through": [{"watermark",
         "profiles": [16-hex key, ...]}]}`); version 1 (`{"state_version": 1, "profiles": {20-hex
         key: newest event timestamp}}`), whose cursors become watermarks, never later than `now`
         (a v1 cursor could be a future-stamped event's); and a stream-wide `{"timestamp": ...}`,
-        which becomes the watermark of every configured profile.
+        which becomes the watermark of every configured profile. An unreadable `full_pass_at` is
+        dropped (a full pass is then due: it only reads more).
         """
+        state = cls._from_read_through_message(value, configured_ids, now, stream)
+        try:
+            state.full_pass_at = _timestamp(value.get("full_pass_at"), "full_pass_at") if value and value.get("full_pass_at") is not None else None
+        except _Unreadable as problem:
+            logger.warning(f"The {stream} state {problem}; the next pass reads every profile.")
+        return state
+
+    @classmethod
+    def _from_read_through_message(cls, value: Any, configured_ids: Iterable[str], now: datetime, stream: str) -> "ReadThroughState":
         if not value:
-            return cls()
+            return cls(stream=stream)
+        advice = state_error_advice(stream)
         if not isinstance(value, Mapping):
-            raise StateError(f"The user_events state is {type(value).__name__}, not an object. {STATE_ERROR_ADVICE}")
+            raise StateError(f"The {stream} state is {type(value).__name__}, not an object. {advice}")
         version = value.get("state_version")
-        if version is None and set(value) == {"timestamp"}:
-            watermark = min(_timestamp(value["timestamp"], "timestamp"), now)
-            keys = key_sets.sorted_keys([profile_key(external_id) for external_id in configured_ids])
-            return cls.from_read_through(keys, [watermark] * len(keys))
+        try:
+            if version is None and set(value) == {"timestamp"}:
+                watermark = min(_timestamp(value["timestamp"], "timestamp"), now)
+                keys = key_sets.sorted_keys([profile_key(external_id) for external_id in configured_ids])
+                return cls.from_read_through(keys, [watermark] * len(keys), stream)
+        except _Unreadable as problem:
+            raise StateError(f"The {stream} state {problem}. {advice}") from None
         if version == 1 and isinstance(value.get("profiles"), Mapping):
             entries = [(f"profiles[{mask_external_id(str(key))!r}]", (key, cursor)) for key, cursor in value["profiles"].items()]
-            usable = _usable(entries, lambda where, item: (np.array([_hex_key(item[0], where)], dtype=np.uint64), min(_timestamp(item[1], where), now)))
+            usable = _usable(stream, entries, lambda where, item: (np.array([_hex_key(item[0], where)], dtype=np.uint64), min(_timestamp(item[1], where), now)))
         elif version in (2, STATE_VERSION) and isinstance(value.get("read_through"), list):
             read_keys = _v2_keys if version == 2 else _v3_keys
             entries = [(f"read_through[{position}]", entry) for position, entry in enumerate(value["read_through"])]
-            usable = _usable(entries, lambda where, entry: (read_keys(entry, where), _timestamp(entry.get("watermark") if isinstance(entry, Mapping) else None, f"{where}.watermark")))
+            usable = _usable(stream, entries, lambda where, entry: (read_keys(entry, where), _timestamp(entry.get("watermark") if isinstance(entry, Mapping) else None, f"{where}.watermark")))
         else:
             usable = None
         if usable is not None:
             keys = [keys for keys, _ in usable]
             watermarks = [watermark for group, watermark in usable for _ in range(len(group))]
-            return cls.from_read_through(np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64), watermarks)
+            return cls.from_read_through(np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64), watermarks, stream)
         raise StateError(
-            f"The user_events state has a shape this connector version cannot read "
-            f"(state_version {version!r}, keys {sorted(value)[:5]}). {STATE_ERROR_ADVICE}"
+            f"The {stream} state has a shape this connector version cannot read "
+            f"(state_version {version!r}, keys {sorted(value)[:5]}). {advice}"
         )
 
     def read_through(self, external_id: str) -> Optional[datetime]:
-        """The watermark a past sync read this profile's events through, or None for a new profile."""
+        """The watermark a past sync read this profile through, or None for a new profile."""
         key = np.uint64(profile_key(external_id))
         position = int(np.searchsorted(self._keys, key))
         if position < len(self._keys) and self._keys[position] == key:
@@ -158,11 +203,13 @@ class EventsState:
         return {key_as_hex(int(key)): self._watermarks[index] for key, index in zip(self._keys, self._watermark_indexes)}
 
     def seen_this_pass(self) -> np.ndarray:
-        """Keys of the profiles read in this pass: by this attempt, or by an interrupted attempt it resumes."""
+        """Keys of the profiles read in this pass: by this attempt, or by an interrupted attempt it resumes.
+        (A profile an interrupted attempt skipped or did not find kept an older watermark: it is not
+        among them, leaves a listing's state, and is read as new next time: more requests, nothing lost.)"""
         resumed = self._keys[:0]
         if self._resumed_watermark in self._watermarks:
             resumed = self._keys[self._watermark_indexes == self._watermarks.index(self._resumed_watermark)]
-        return np.union1d(np.union1d(resumed, key_sets.sorted_keys(self._read_now)), key_sets.sorted_keys(self._not_found_now))
+        return np.union1d(np.union1d(resumed, key_sets.sorted_keys(self._read_now)), key_sets.sorted_keys(self._kept_now))
 
     def resume_pass(self, watermark: Any) -> None:
         """Goes on with an interrupted attempt's pass, at its watermark (still before every read);
@@ -170,14 +217,16 @@ class EventsState:
         since the interrupted attempt's profiles are in the state at theirs)."""
         try:
             self.watermark = self._resumed_watermark = _timestamp(watermark, "reading.watermark")
-        except StateError as problem:
-            logger.warning(f"{problem.message.removesuffix(STATE_ERROR_ADVICE).strip()} This pass takes a watermark of its own.")
+        except _Unreadable as problem:
+            logger.warning(f"The {self.stream} state {problem}. This pass takes a watermark of its own.")
 
-    def profile_read(self, external_id: str, found: bool) -> None:
-        """Every event of the profile up to this sync's watermark has been emitted; or it answered
-        404, and keeps the watermark it had: a profile missing for one sync (a merge, a lag) that
-        answers again is read from where it was, not over its whole window."""
-        (self._read_now if found else self._not_found_now).append(profile_key(external_id))
+    def profile_read(self, external_id: str, found: bool, unchanged: bool = False) -> None:
+        """Every record of the profile up to this sync's watermark has been emitted. Or it keeps the
+        watermark it had: it answered 404 (a profile missing for one sync, a merge or a lag, that
+        answers again is read from where it was, not over its whole window), or it was skipped as
+        unchanged (nothing reached it since that watermark, as far as its metadata shows: keeping it
+        means a late event that did not move the metadata is still read next time)."""
+        (self._read_now if found and not unchanged else self._kept_now).append(profile_key(external_id))
 
     def message(self, keys_to_keep: Optional[np.ndarray] = None) -> dict[str, Any]:
         """The state as of now: profiles read in this sync at its watermark, the rest as they were.
@@ -191,13 +240,16 @@ class EventsState:
         groups = self._groups(self._keys[staying], self._watermark_indexes[staying])
         if self.watermark is not None and len(read_now):
             groups[self.watermark] = np.union1d(groups.get(self.watermark, read_now[:0]), read_now)
-        return {
+        message: dict[str, Any] = {
             "state_version": STATE_VERSION,
             "read_through": [
                 {"watermark": format_timestamp(watermark), "profile_count": len(keys), "profile_keys": key_sets.encode(keys)}
                 for watermark, keys in sorted(groups.items())
             ],
         }
+        if self.full_pass_at is not None:
+            message["full_pass_at"] = format_timestamp(self.full_pass_at)
+        return message
 
     def _groups(self, keys: np.ndarray, indexes: np.ndarray) -> dict[datetime, np.ndarray]:
         """Sorted keys by watermark, at most MAX_WATERMARK_GROUPS of them."""
@@ -213,12 +265,16 @@ class EventsState:
 
 
 def profiles_read_through(stream_state: Mapping[str, Any]) -> dict[str, datetime]:
-    """Profile key (`masking.profile_state_key`) -> the watermark a user_events state says it was read
+    """Profile key (`masking.profile_state_key`) -> the watermark a stream's state says it was read
     through: the state decoded, for tests, benchmarks and whoever inspects a stored state."""
-    return EventsState.from_message(stream_state, (), datetime.now(timezone.utc)).known_profiles()
+    return ReadThroughState.from_message(stream_state, (), datetime.now(timezone.utc)).known_profiles()
 
 
-def _usable(entries: list[tuple[str, Any]], read: Callable[[str, Any], tuple[np.ndarray, datetime]]) -> list[tuple[np.ndarray, datetime]]:
+class _Unreadable(Exception):
+    """A part of a state that cannot be read; its text completes "The <stream> state ..."."""
+
+
+def _usable(stream: str, entries: list[tuple[str, Any]], read: Callable[[str, Any], tuple[np.ndarray, datetime]]) -> list[tuple[np.ndarray, datetime]]:
     """Each entry read as (keys, watermark). An entry that cannot be read is left out with a
     warning (its profiles are read as new: their whole window again, deduplicated downstream);
     only a state none of whose entries can be read is an error."""
@@ -226,13 +282,13 @@ def _usable(entries: list[tuple[str, Any]], read: Callable[[str, Any], tuple[np.
     for where, entry in entries:
         try:
             usable.append(read(where, entry))
-        except StateError as problem:
-            problems.append(problem.message.removesuffix(STATE_ERROR_ADVICE).strip())
+        except _Unreadable as problem:
+            problems.append(f"it {problem}")
     if problems and not usable:
-        raise StateError(f"No watermark of the user_events state can be read ({len(problems)} entries; the first: {problems[0]}) {STATE_ERROR_ADVICE}")
+        raise StateError(f"No watermark of the {stream} state can be read ({len(problems)} entries; the first: {problems[0]}). {state_error_advice(stream)}")
     if problems:
         logger.warning(
-            f"{len(problems)} of {len(entries)} entries of the user_events state cannot be read and are left out "
+            f"{len(problems)} of {len(entries)} entries of the {stream} state cannot be read and are left out "
             f"(the first: {problems[0]}); their profiles are read as new, over the whole window the API keeps, and "
             "append + dedup removes what the destination already has. Every other watermark is kept."
         )
@@ -243,28 +299,28 @@ def _hex_key(value: Any, where: str) -> int:
     """A key of version 1 (20 hex digits) or 2 (16): its first 64 bits."""
     key = str(value)
     if len(key) < KEY_HEX_DIGITS or not set(key) <= HEX_DIGITS:
-        raise StateError(f"The user_events state holds a key at {where} that is not a digest (hex digits). {STATE_ERROR_ADVICE}")
+        raise _Unreadable(f"holds a key at {where} that is not a digest (hex digits)")
     return int(key[:KEY_HEX_DIGITS], 16)
 
 
 def _v2_keys(entry: Any, where: str) -> np.ndarray:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("profiles"), list):
-        raise StateError(f"The user_events state's {where} is not {{watermark, profiles}}. {STATE_ERROR_ADVICE}")
+        raise _Unreadable(f"has a {where} that is not {{watermark, profiles}}")
     return np.array([_hex_key(key, f"{where}.profiles") for key in entry["profiles"]], dtype=np.uint64)
 
 
 def _v3_keys(entry: Any, where: str) -> np.ndarray:
     count, text = (entry.get("profile_count"), entry.get("profile_keys")) if isinstance(entry, Mapping) else (None, None)
     if not isinstance(text, str) or type(count) is not int or count < 0:
-        raise StateError(f"The user_events state's {where} is not {{watermark, profile_count, profile_keys}}. {STATE_ERROR_ADVICE}")
+        raise _Unreadable(f"has a {where} that is not {{watermark, profile_count, profile_keys}}")
     try:
         return key_sets.decode(text, count)
     except key_sets.KeySetError as error:
-        raise StateError(f"The user_events state's {where}.profile_keys cannot be read ({error}). {STATE_ERROR_ADVICE}") from None
+        raise _Unreadable(f"has a {where}.profile_keys that cannot be read ({error})") from None
 
 
 def _timestamp(value: Any, where: str) -> datetime:
     try:
         return parse_timestamp(value)
     except (TypeError, ValueError):
-        raise StateError(f"The user_events state holds {value!r} at {where}, which is not a timestamp. {STATE_ERROR_ADVICE}") from None
+        raise _Unreadable(f"holds {value!r} at {where}, which is not a timestamp") from None
