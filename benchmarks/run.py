@@ -1,8 +1,9 @@
-"""`make bench`: the request path at the real API's conditions (issues 13, 14 and 15), and the
-user_events state at a million profiles (issue 17).
+"""`make bench`: the request path at the real API's conditions (issues 13, 14 and 15), the
+user_events state at a million profiles (issue 17), and skipping unchanged profiles (issue 25).
 
     python -m benchmarks.run                      # every row (see --list)
     python -m benchmarks.run --only budget,rss    # some rows, or groups of rows
+    python -m benchmarks.run --only skip          # issue 25's six rows (one measurement)
 
 Every figure is measured in the run that prints it: each row starts its own emulator and runs the
 INSTALLED connector (`source-segment-profile`: reinstall it after a change; the header says
@@ -27,13 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from benchmarks import heavy_pages_and_rss, lines_of_code, lookback, request_rate, state_size
+from benchmarks import heavy_pages_and_rss, lines_of_code, lookback, request_rate, skip_unchanged, state_size
 from benchmarks.checkout import REPOSITORY, compare_with_checkout, fingerprint, installed_connector
 from benchmarks.report import Row, header, table, verdict, what_this_says
 
 OUTPUT = Path("bench-output")
 # The modules of rows, in the order of their first row in the table: their docstrings are --help's.
-ROW_MODULES = (request_rate, heavy_pages_and_rss, lines_of_code, lookback, state_size)
+ROW_MODULES = (request_rate, heavy_pages_and_rss, lines_of_code, lookback, state_size, skip_unchanged)
 ROWS: dict[str, tuple[str, Callable[[argparse.Namespace], Row]]] = {
     "budget": ("13", request_rate.budget_use),
     "heavy-pages": ("13", heavy_pages_and_rss.heavy_pages),
@@ -49,15 +50,24 @@ ROWS: dict[str, tuple[str, Callable[[argparse.Namespace], Row]]] = {
     "lookback": ("15", lookback.lookback),
     "state-10k": ("17", state_size.state_at(state_size.STATE_SMALLER)),
     "state-100k": ("17", state_size.state_at(state_size.STATE_CHECKED_AT)),
+    # One measurement (skip_unchanged.measure) for the six: the first selected makes it.
+    "skip-today": ("25", skip_unchanged.today_row),
+    "skip-0": ("25", skip_unchanged.sync_row("2a")),
+    "skip-10": ("25", skip_unchanged.sync_row("2b")),
+    "skip-100": ("25", skip_unchanged.sync_row("2c")),
+    "skip-delivered": ("25", skip_unchanged.delivered_row),
+    "skip-1m": ("25", skip_unchanged.million_row),
 }
 GROUPS = {
     "issue13": [name for name, (issue, _) in ROWS.items() if issue == "13"],
     "issue14": [name for name, (issue, _) in ROWS.items() if issue == "14"],
     "issue15": [name for name, (issue, _) in ROWS.items() if issue == "15"],
     "issue17": [name for name, (issue, _) in ROWS.items() if issue == "17"],
+    "issue25": [name for name, (issue, _) in ROWS.items() if issue == "25"],
     "rss": ["rss-scale", "rss-heavy"],
     "contention": ["limit50-none", "limit50-seconds", "limit20-none", "limit20-seconds", "limit-drop"],
     "state": ["state-10k", "state-100k"],
+    "skip": [name for name, (issue, _) in ROWS.items() if issue == "25"],
 }
 
 

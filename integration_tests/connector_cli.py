@@ -24,6 +24,14 @@ STREAMS = (
     "account_external_ids",
 )
 INCREMENTAL_STREAMS = {"user_events": ["timestamp"]}
+# Every stream that can be incremental, with its cursor: the user streams skip_unchanged_profiles applies to.
+SKIPPABLE_STREAMS = {
+    "user_traits": ["read_at"],
+    "user_events": ["timestamp"],
+    "user_external_ids": ["created_at"],
+    "user_metadata": ["updated_at"],
+    "user_links": ["read_at"],
+}
 
 
 def connector_command() -> list[str]:
@@ -35,16 +43,21 @@ def connector_command() -> list[str]:
     return [found] if found else [sys.executable, str(Path(__file__).resolve().parent.parent / "main.py")]
 
 
-def configured_catalog(streams: tuple[str, ...] = STREAMS, incremental: bool = True) -> dict[str, Any]:
+def configured_catalog(
+    streams: tuple[str, ...] = STREAMS, incremental: bool = True, cursors: Optional[dict[str, list[str]]] = None
+) -> dict[str, Any]:
+    """A catalog of `streams`, those with a cursor in `cursors` (default: user_events) incremental
+    append + dedup, the others full refresh overwrite."""
+    cursors = INCREMENTAL_STREAMS if cursors is None else cursors
     entries = []
     for name in streams:
-        is_incremental = incremental and name in INCREMENTAL_STREAMS
+        is_incremental = incremental and name in cursors
         entries.append(
             {
                 "stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]},
                 "sync_mode": "incremental" if is_incremental else "full_refresh",
                 "destination_sync_mode": "append_dedup" if is_incremental else "overwrite",
-                **({"cursor_field": INCREMENTAL_STREAMS[name]} if is_incremental else {}),
+                **({"cursor_field": cursors[name]} if is_incremental else {}),
             }
         )
     return {"streams": entries}
