@@ -22,4 +22,4 @@ ENV AIRBYTE_ENTRYPOINT="source-segment-profile"
 ENTRYPOINT ["source-segment-profile"]
 
 LABEL io.airbyte.name=airbyte/source-segment-profile
-LABEL io.airbyte.version=0.3.0
+LABEL io.airbyte.version=0.4.0

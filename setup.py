@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 
 # Pinned: the connector is an image, and the image must behave the same on every build.
 # airbyte-cdk 7.39.1 is the 7.x release every behaviour the tests rely on was checked with.

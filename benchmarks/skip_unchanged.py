@@ -28,7 +28,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from benchmarks.connector_output import RECORD_LINE
 from benchmarks.connector_runs import UNPACED_BUDGET, ConnectorRead, connector_config, read

@@ -1,14 +1,19 @@
 """The benchmark's reading of connector output and of its own arguments (benchmarks/):
 whatever the block boundaries, every record line counts once, the first and last are kept, the last
-state of each stream and the errors are decoded; saved output yields the user_events keys."""
+state of each stream and the errors are decoded; saved output yields the user_events keys; the
+skip-unchanged rows (issue 25) check a delivery against saved output and report one measurement."""
 
+import argparse
 import json
 
 import pytest
 
 from benchmarks.connector_output import OutputTally, emitted_at, event_digest, event_digests, event_keys, ground_truth_users
 from benchmarks.lines_of_code import code_lines
+from benchmarks.connector_runs import ConnectorRead
+from benchmarks.report import verdict
 from benchmarks.run import GROUPS, ROWS, batches, selected_rows
+from benchmarks.skip_unchanged import Delivered, SkipMeasurement, SyncFigures, check_delivered, daily_hours, incremental_catalog
 
 
 def compact(message: dict) -> bytes:
@@ -152,3 +157,80 @@ def test_the_limit_bound_rows_run_side_by_side_unless_sequential():
         ["lookback"],
     ]
     assert batches(["limit50-none", "limit20-seconds"], sequential=True) == [["limit50-none"], ["limit20-seconds"]]
+
+
+def test_the_skip_unchanged_catalog_has_the_five_user_streams_incremental_with_their_cursors():
+    streams = {entry["stream"]["name"]: entry for entry in incremental_catalog()["streams"]}
+    assert {name: entry["cursor_field"] for name, entry in streams.items()} == {
+        "user_traits": ["read_at"],
+        "user_events": ["timestamp"],
+        "user_external_ids": ["created_at"],
+        "user_metadata": ["updated_at"],
+        "user_links": ["read_at"],
+    }
+    assert {(entry["sync_mode"], entry["destination_sync_mode"]) for entry in streams.values()} == {("incremental", "append_dedup")}
+
+
+def test_a_delivery_is_found_in_saved_output_by_user_event_and_anonymous_id(tmp_path):
+    answer = {
+        "users": [
+            {"lookup_id": "user_id:a", "message_ids": ["m1"], "anonymous_ids": ["anon-1"]},
+            {"lookup_id": "user_id:b", "message_ids": ["m2"], "anonymous_ids": ["anon-2"]},  # its id is missing
+            {"lookup_id": "user_id:c", "message_ids": ["m3"], "anonymous_ids": ["anon-3"]},  # its event went to another user
+        ]
+    }
+    external_id_of = {"user_id:a": "segment_id:A", "user_id:b": "segment_id:B", "user_id:c": "segment_id:C"}
+    output = tmp_path / "output.jsonl"
+    output.write_bytes(
+        b"\n".join(
+            [
+                record_line(0, {"external_id": "segment_id:A", "messageId": "m1"}),
+                record_line(1, {"external_id": "segment_id:A", "type": "anonymous_id", "id": "anon-1"}, stream="user_external_ids"),
+                record_line(2, {"external_id": "segment_id:B", "messageId": "m2"}),
+                record_line(3, {"external_id": "segment_id:B", "messageId": "m2"}),  # twice
+                record_line(4, {"external_id": "segment_id:B", "type": "user_id", "id": "anon-2"}, stream="user_external_ids"),
+                record_line(5, {"external_id": "segment_id:A", "messageId": "m3"}),
+                record_line(6, {"external_id": "segment_id:C", "type": "anonymous_id", "id": "anon-3"}, stream="user_external_ids"),
+                state_line("user_events", LAST_EVENTS_STATE),
+            ]
+        )
+        + b"\n"
+    )
+    delivered = check_delivered(output, answer, external_id_of)
+    assert (delivered.users, delivered.found, delivered.events_twice) == (3, 1, 1)
+    assert delivered.events_missing == ["user_id:c"] and delivered.ids_missing == ["user_id:b"]
+    assert not delivered.exact
+
+
+def skip_sync(name: str, requests: int, users: int = 10_000) -> SyncFigures:
+    stats = {"requests_total": requests, "by_endpoint": {"user_metadata": users, "list_users": requests - users}}
+    return SyncFigures(name, 0, stats, ConnectorRead(records=1, wall_seconds=1.0, record_span_seconds=0.0, cpu_seconds=0.0, peak_rss_mib=0.0), users)
+
+
+def test_the_skip_rows_report_one_measurement_against_the_issue_goals():
+    measurement = SkipMeasurement(
+        users=10_000,
+        skipping={"1": skip_sync("1", 52_000), "2a": skip_sync("2a", 11_000), "2b": skip_sync("2b", 15_100), "2c": skip_sync("2c", 61_000)},
+        today={"1": skip_sync("1", 52_000), "2": skip_sync("2", 50_000)},
+        delivered=Delivered(users=1000, found=1000),
+    )
+    args = argparse.Namespace(skip_unchanged=measurement)
+    rows = {name: ROWS[name][1](args) for name in GROUPS["skip"]}
+    assert {name: verdict(row) for name, row in rows.items()} == {
+        "skip-today": "no target",
+        "skip-0": "PASS",  # 1.1 <= 1.1
+        "skip-10": "FAIL",  # 1.51 > 1.5
+        "skip-100": "FAIL",  # 6.1 > today 5.0 + 1
+        "skip-delivered": "PASS",
+        "skip-1m": "no target",
+    }
+    assert rows["skip-1m"].raw["ratio"] == pytest.approx(5.0 / 1.51)
+    assert rows["skip-1m"].raw["today_hours"] == pytest.approx(daily_hours(5.0)) == pytest.approx(5.0 * 1e6 / 80 / 3600)
+    assert "(1,000 of 1,000)" in rows["skip-delivered"].checks[0].shown
+
+
+def test_a_failed_skip_measurement_fails_every_skip_row_without_measuring_again():
+    args = argparse.Namespace(skip_unchanged=RuntimeError("the connector exited with status 1"))
+    for name in GROUPS["skip"]:
+        with pytest.raises(RuntimeError, match="exited with status 1"):
+            ROWS[name][1](args)
