@@ -266,7 +266,7 @@ class ProfileStream(HttpStream, ABC):
         `stopping` is set once the consumer has stopped taking items or another profile failed:
         the sync is over either way, and a profile cut short here is never completed.
         """
-        if self.skips_unchanged and self.unchanged_since_read(external_id, stopping):
+        if self.unchanged_since_read(external_id, stopping):
             yield ProfileRead(external_id, 0, found=True, unchanged=True)
             return
         yield from self.read_pages(external_id, stopping)

@@ -1,4 +1,5 @@
-"""Reading the emulator as a client does: an authenticated session and cursor following."""
+"""Reading the emulator as a client does: an authenticated session, cursor following, and the
+two shapes the API answers in (an event's message id, flat or wrapped metadata)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,13 @@ def follow_cursors(api, emulator, response, items_key):
 def page_through(api, emulator, collection, external_id, resource, items_key, **params):
     """Every item of a profile's listing, following each cursor's url; and the cursors seen."""
     return follow_cursors(api, emulator, get(api, emulator, collection, external_id, resource, **params), items_key)
+
+
+def message_id(event):
+    """An event's id: the seed spec's messageId, or message_id as some API versions name it."""
+    return event.get("messageId") or event["message_id"]
+
+
+def fields(metadata):
+    """A metadata answer's fields, flat (the seed spec) or wrapped in {"metadata": ...} (Segment's docs)."""
+    return metadata.get("metadata", metadata)

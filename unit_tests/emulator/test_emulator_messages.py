@@ -14,7 +14,7 @@ from integration_tests.ground_truth import expected_records
 from segment_profile_emulator.formats import DAY_MS, HOUR_MS, format_timestamp, parse_timestamp
 from segment_profile_emulator.messages import IDENTIFY_TRAIT, chosen_by_fraction
 from segment_profile_emulator.testing import running_emulator
-from unit_tests.emulator.paging import api_session, get, page_through
+from unit_tests.emulator.paging import api_session, fields, get, message_id, page_through
 
 NOW = "2026-11-20T10:00:00Z"
 USERS, ACCOUNTS = 40, 4
@@ -44,14 +44,6 @@ def sources(truth):
     found = {item["source_id"] for profile in truth["users"] + truth["accounts"] for item in profile["external_ids"]}
     assert len(found) == 4
     return found
-
-
-def message_id(event):
-    return event.get("messageId") or event["message_id"]
-
-
-def fields(metadata):
-    return metadata.get("metadata", metadata)
 
 
 def served_user(api, emulator, lookup_id):

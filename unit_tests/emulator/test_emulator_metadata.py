@@ -9,7 +9,7 @@ from segment_profile_emulator.dataset import build_dataset
 from segment_profile_emulator.formats import HOUR_MS, format_timestamp, parse_timestamp
 from segment_profile_emulator.ground_truth import ground_truth
 from segment_profile_emulator.testing import running_emulator
-from unit_tests.emulator.paging import get, page_through
+from unit_tests.emulator.paging import fields, get, message_id, page_through
 
 NOW = "2026-11-20T10:00:00Z"
 SPACE = dict(users=20, accounts=2, seed=6)
@@ -29,14 +29,6 @@ def built():
     """The same space without late events: its events are the ones that arrive at their timestamp,
     its metadata the profiles' own."""
     return build_dataset(SPACE["users"], SPACE["accounts"], seed=SPACE["seed"], now=NOW)
-
-
-def message_id(event):
-    return event.get("messageId") or event["message_id"]
-
-
-def fields(body):
-    return body.get("metadata", body)
 
 
 def served_events(api, emulator, lookup_id):
