@@ -20,6 +20,8 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from integration_tests.conftest import emulator_config
 from integration_tests.connector_cli import SKIPPABLE_STREAMS, configured_catalog, run_connector
 from integration_tests.ground_truth import expected_records
@@ -42,9 +44,12 @@ def space(users=USERS, **options):
 
 
 def profiles_requested(run):
-    """Lookup id -> the endpoints the sync requested it on (each once, pages aside)."""
+    """Profile id -> the endpoints the sync requested it on (each once, pages aside); the listing
+    of users (read_all_users) names no profile."""
     requested: dict[str, set] = {}
     for entry in run.requests:
+        if entry["endpoint"] == "list_users":
+            continue
         requested.setdefault(entry["external_id"], set()).add(entry["endpoint"])
     return requested
 
@@ -68,18 +73,25 @@ class Connection:
         self.emulator = emulator
         self.tmp_path = tmp_path
         self.config = emulator_config(emulator, emulator.ground_truth(), **{"skip_unchanged_profiles": True, **options})
+        if self.config.get("read_all_users"):
+            self.config.update(user_external_ids=[], account_external_ids=[])
         self.states: dict[str, dict] = {}
         self.count = 0
 
+    def read_as(self, user):
+        """The id the connector reads a ground-truth user by: its lookup id, or its segment id
+        when every user comes from the listing (read_all_users)."""
+        return f"segment_id:{user['segment_id']}" if self.config.get("read_all_users") else user["lookup_id"]
+
     @property
     def users(self):
-        return self.config["user_external_ids"]
+        return [self.read_as(user) for user in self.emulator.ground_truth()["users"]]
 
     def moved_since_last_read(self, stream="user_metadata"):
         """The users whose metadata `updated_at` (as the API shows it now) is not before the
         watermark `stream` last read them through: those the next sync must read."""
         read_through = profiles_read_through(self.states[stream]["stream"]["stream_state"])
-        metadata = {user["lookup_id"]: user["metadata"].get("metadata", user["metadata"]) for user in self.emulator.ground_truth()["users"]}
+        metadata = {self.read_as(user): user["metadata"].get("metadata", user["metadata"]) for user in self.emulator.ground_truth()["users"]}
         return {
             user
             for user in self.users
@@ -107,7 +119,12 @@ class Connection:
         return run
 
     def expected(self):
-        return expected_records(self.emulator.ground_truth())
+        truth = self.emulator.ground_truth()
+        read_as = {user["lookup_id"]: self.read_as(user) for user in truth["users"]}
+        return {
+            stream: [{**record, "external_id": read_as.get(record["external_id"], record["external_id"])} for record in records]
+            for stream, records in expected_records(truth).items()
+        }
 
 
 def requests_by_endpoint(run):
@@ -246,23 +263,31 @@ def test_a_late_event_that_arrives_between_syncs_is_delivered(tmp_path):
         assert Counter(entry["external_id"] for entry in second.requests if entry["endpoint"] == "user_events") == dict.fromkeys(readers, 1)
 
 
-def test_an_interrupted_sync_resumed_loses_nothing(tmp_path):
-    # 450 users: every stream checkpoints twice within its pass (every 200 profiles).
+@pytest.mark.parametrize("listing", [False, True], ids=["configured-ids", "read-all-users"])
+def test_an_interrupted_sync_resumed_loses_nothing(tmp_path, listing):
+    # 450 users: every stream checkpoints twice within its pass (every 200 profiles); from the
+    # listing, a checkpoint also says where the pass stood, and the resumed attempt goes on there.
     with space(users=450, fault_seed=7) as emulator:
-        connection = Connection(emulator, tmp_path, max_retries=0)
+        connection = Connection(emulator, tmp_path, max_retries=0, read_all_users=listing)
         connection.sync()
         delivered = emulator.deliver_messages("identify", fraction=0.5)["users"]
         emulator.advance_clock(BETWEEN_SYNCS_SECONDS)
         changed = connection.moved_since_last_read()
-        assert {user["lookup_id"] for user in delivered} <= changed
+        read_as = {user["lookup_id"]: connection.read_as(user) for user in emulator.ground_truth()["users"]}
+        assert {read_as[user["lookup_id"]] for user in delivered} <= changed
         expected = connection.expected()
 
         emulator.set_faults(fault_5xx=0.0015)  # with this seed, a 500 (max_retries 0: fatal) mid-sync
         interrupted = connection.sync(succeed=False)
         assert interrupted.returncode != 0 and interrupted.errors
         assert interrupted.records["user_metadata"], "the first attempt failed before it read anything"
+        if listing:
+            assert any("reading" in state["stream"]["stream_state"] for state in connection.states.values()), "no attempt left a position to resume at"
         emulator.set_faults(fault_5xx=0.0)
         resumed = connection.sync()
+        # Nobody the interrupted attempt skipped was dropped from a state, to be read as new next time.
+        for stream in SKIPPED:
+            assert len(profiles_read_through(connection.states[stream]["stream"]["stream_state"])) == 450, stream
 
         for stream in ("user_traits", "user_external_ids", "user_metadata", "user_links"):
             union = {canonical(record) for run in (interrupted, resumed) for record in run.records[stream]}

@@ -51,13 +51,13 @@ logger = logging.getLogger("airbyte")
 SKEW_MARGIN = timedelta(minutes=5)
 # Keys are masking.profile_key's 64 bits (version 1 kept 80 bits of the same digest as hex, version 2 64).
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-# A state migrated from version 1 has a watermark per profile. Written as is, that would be an
-# entry per profile; beyond this many, watermarks are lowered to the earliest of their bucket
-# (an earlier watermark only re-reads events, it never skips one).
+# Each sync that skips unchanged profiles leaves one more watermark group (its skipped profiles
+# keep theirs), and a state migrated from version 1 has a watermark per profile. Beyond this many
+# groups, watermarks are lowered to the earliest of their bucket: an earlier watermark only
+# re-reads (events again, or a profile it could have skipped), it never misses anything.
 MAX_WATERMARK_GROUPS = 32
-# What a user does about a state that has no usable watermark at all. Never "Reset" or "Clear
-# data": in Airbyte that deletes the stream's rows, and the API keeps only ~14 days of events, so
-# the destination holds the only copy of everything older.
+
+
 def state_error_advice(stream: str) -> str:
     """What a user does about a state that has no usable watermark at all. Never "Reset" or "Clear
     data": in Airbyte that deletes the stream's rows, and the API keeps only ~14 days of events, so
@@ -74,9 +74,6 @@ def state_error_advice(stream: str) -> str:
         f"then reads {window} and append + dedup removes the overlap. Do not use "
         f"Airbyte's Clear action on this stream: {deleted}."
     )
-
-
-STATE_ERROR_ADVICE = state_error_advice("user_events")
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -197,6 +194,11 @@ class ReadThroughState:
         if position < len(self._keys) and self._keys[position] == key:
             return self._watermarks[self._watermark_indexes[position]]
         return None
+
+    @property
+    def newest(self) -> Optional[datetime]:
+        """The latest watermark the state came with (the API's clock when the last pass began)."""
+        return self._watermarks[-1] if self._watermarks else None
 
     def known_profiles(self) -> dict[str, datetime]:
         """Profile key (16 hex digits) -> watermark, for every profile the state came with."""

@@ -44,6 +44,8 @@ LINKS_PAGE_SIZE = 20
 # The cursor of incremental streams whose records carry no time of their own: the instant the
 # profile was read through (its watermark), so that append + dedup keeps the latest sync's row.
 READ_AT = "read_at"
+# The API keeps events ~14 days (Segment's docs); a day less, for safety.
+EVENTS_KEPT = timedelta(days=13)
 # What `verbose=true` makes of each trait (Segment's Profile API docs).
 VERBOSE_FIELDS = frozenset({"value", "source_id", "updated_at"})
 
@@ -129,7 +131,7 @@ class ProfileStream(HttpStream, ABC):
         """`{"read_at": watermark}` for a record of an incremental sync of a stream whose cursor it
         is: every change that reached the profile before it is in the record, and a later sync's
         row has a later one. Empty in a full refresh (the destination keeps only that sync's rows)."""
-        watermark = self._checkpoints.profiles_read.watermark if self.cursor_field == READ_AT and self._incremental else None
+        watermark = self._checkpoints.watermarks.watermark if self.cursor_field == READ_AT and self._incremental else None
         return {READ_AT: format_timestamp(watermark)} if watermark else {}
 
     def get_json_schema(self) -> Mapping[str, Any]:
@@ -240,7 +242,7 @@ class ProfileStream(HttpStream, ABC):
         self._progress.skips_unchanged = self._skipping
         if not (self.skips_unchanged and self._config.skip_unchanged_profiles):
             return
-        last = self._checkpoints.profiles_read.full_pass_at
+        last = self._checkpoints.watermarks.full_pass_at
         since = f"the last was at {format_timestamp(last)}" if last else "there was none yet"
         if full_pass:
             self.logger.info(f"{self.name}: a full pass reads every profile, skipping none ({since}; full_pass_every_days {self._config.full_pass_every_days}).")
@@ -253,11 +255,16 @@ class ProfileStream(HttpStream, ABC):
         (404, absent, unreadable), is read."""
         if not self._skipping:
             return False
-        read_through = self._checkpoints.profiles_read.read_through(external_id)
-        if read_through is None:
+        read_through = self._checkpoints.watermarks.read_through(external_id)
+        if read_through is None or not self.may_skip_read_through(read_through):
             return False
         updated_at = self._changes.updated_at(external_id, stopping)
         return updated_at is not None and updated_at < read_through
+
+    def may_skip_read_through(self, read_through: datetime) -> bool:
+        """Whether a user read through this instant may be skipped at all (user_events: not once
+        what it missed could leave the API's window)."""
+        return True
 
     def read_profile(self, external_id: str, stopping: threading.Event) -> Iterator[ReadItem]:
         """Reads every page of one profile (on a worker thread), handing records over page by page;
@@ -606,10 +613,19 @@ class UserEvents(DataListStream):
     cursor_field = "timestamp"
     skips_unchanged = True
 
+    def may_skip_read_through(self, read_through: datetime) -> bool:
+        """If Segment's metadata `updated_at` followed an event's timestamp rather than its arrival
+        (undocumented), a late event would not move it, and only the next read of the user (from
+        its watermark less the lookback) would deliver it: a user read through longer ago than the
+        API keeps events, less the lookback, is read whatever its metadata says, so that such an
+        event is never left to leave the window (full_pass_every_days may be longer, or 0)."""
+        now = max(datetime.now(timezone.utc), self._checkpoints.watermarks.newest or read_through)  # a slow local clock waits no longer
+        return now - read_through < EVENTS_KEPT - timedelta(seconds=self._config.events_lookback_seconds)
+
     def lower_bound(self, external_id: str) -> Optional[datetime]:
         """The oldest event this sync wants of the profile: the start date, or its watermark less the lookback."""
         bounds = [self._config.start_date] if self._config.start_date else []
-        read_through = self._checkpoints.profiles_read.read_through(external_id) if self._incremental else None
+        read_through = self._checkpoints.watermarks.read_through(external_id) if self._incremental else None
         if read_through is not None:
             bounds.append(read_through - timedelta(seconds=self._config.events_lookback_seconds))
         return max(bounds, default=None)

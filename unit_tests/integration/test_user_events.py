@@ -10,7 +10,7 @@ https://segment.com/docs/unify/profile-api/#get-user-events
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 from unittest import TestCase
 
@@ -19,12 +19,12 @@ from airbyte_cdk.models import AirbyteStateMessage, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput
 from airbyte_cdk.test.state_builder import StateBuilder
 
-from source_segment_profile.read_through_state import ReadThroughState
-from source_segment_profile.masking import profile_key
+from source_segment_profile.masking import profile_key, profile_state_key
+from source_segment_profile.read_through_state import ReadThroughState, profiles_read_through
 from unit_tests.integration.config import ConfigBuilder
 from unit_tests.integration.profile_stream_scenarios import ProfileStreamScenarios
 from unit_tests.integration.request_builders import ProfileRequestBuilder
-from unit_tests.integration.response_builders import DataResponseBuilder, ErrorResponseBuilder, event_record
+from unit_tests.integration.response_builders import DataResponseBuilder, ErrorResponseBuilder, MetadataResponseBuilder, event_record
 from unit_tests.integration.source_run import final_state, read_streams, records
 from unit_tests.integration.strict_http_mocker import StrictHttpMocker
 
@@ -157,3 +157,31 @@ class TestUserEvents(ProfileStreamScenarios, TestCase):
         output = _read_incrementally(EMAIL_ID, USER_ID, state=_incoming({EMAIL_ID: LAST_WATERMARK, USER_ID: LAST_WATERMARK}))
 
         assert final_state(output, STREAM) == _events_state({EMAIL_ID: LAST_WATERMARK, USER_ID: WATERMARK})
+
+
+class TestUserEventsSkippingUnchanged(TestCase):
+    """With skip_unchanged_profiles: user_metadata is read first, and a user whose metadata did not
+    move since its watermark is not asked for events, unless that watermark is so old that what a
+    late event left unread could leave the API's ~14 days (EVENTS_KEPT less the lookback)."""
+
+    @StrictHttpMocker()
+    def test_an_unchanged_user_read_through_long_ago_is_still_read_and_a_recent_one_is_skipped(self, http_mocker: StrictHttpMocker) -> None:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        long_ago, recently = now - timedelta(days=12, hours=1), now - timedelta(hours=1)  # 12 days + the 24 h lookback > 13 days
+        unchanged = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        for external_id in (USER_ID, EMAIL_ID):
+            http_mocker.get(ProfileRequestBuilder.user("metadata", external_id).build(), MetadataResponseBuilder.of("use_1").wrapped(updated_at=unchanged).with_date(now).build())
+        start = (long_ago - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        event = _event("m1", (long_ago + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+        http_mocker.get(ProfileRequestBuilder.user("events", USER_ID).with_limit(200).with_param("sort", "desc").with_param("start", start).build(), _page(event).with_date(now).build())
+        state = (
+            StateBuilder()
+            .with_stream_state(STREAM, {**_events_state({USER_ID: long_ago, EMAIL_ID: recently}), "full_pass_at": recently.strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+            .build()
+        )
+        config = ConfigBuilder().with_user_ids(USER_ID, EMAIL_ID).with_field("skip_unchanged_profiles", True).build()
+
+        output = read_streams(config, "user_metadata", STREAM, sync_mode=SyncMode.incremental, state=state)
+
+        assert records(output, STREAM) == _emitted(USER_ID, event)  # EMAIL_ID: no request (strict mocker)
+        assert profiles_read_through(final_state(output, STREAM))[profile_state_key(EMAIL_ID)] == recently
