@@ -144,7 +144,8 @@ class CdkStateLineDropped(logging.Filter):
 
 
 def describe_state(stream_state: Mapping[str, Any]) -> str:
-    """`2,048 bytes, state_version 3, 1,000 profiles in 2 watermark groups, resuming at configured:200`."""
+    """`2,048 bytes, state_version 3, 1,000 profiles in 2 watermark groups, last full pass at '…',
+    resuming an interrupted attempt at 'configured:200'`."""
     parts = [f"{len(json.dumps(stream_state)):,} bytes"]
     if "state_version" in stream_state:
         parts.append(f"state_version {stream_state['state_version']}")
@@ -152,6 +153,8 @@ def describe_state(stream_state: Mapping[str, Any]) -> str:
     if isinstance(groups, list):
         profiles = sum(map(profiles_named, groups))
         parts.append(f"{profiles:,} profiles in {len(groups)} watermark groups")
+    if stream_state.get("full_pass_at") is not None:
+        parts.append(f"last full pass at {stream_state['full_pass_at']!r}")
     reading = stream_state.get("reading")
     if isinstance(reading, Mapping):
         parts.append(f"resuming an interrupted attempt at {reading.get('position')!r}")

@@ -106,13 +106,17 @@ def test_some_profiles_answering_404_are_warnings_counted_in_the_summary(api):
 
 def test_the_incoming_state_is_logged_as_a_summary_not_in_full(api):
     api.pages("user_events", "user_id:u1", data_page([event("m1")]))
-    state = {"state_version": 3, "read_through": [{"watermark": "2026-11-20T10:00:00.000Z", "profile_count": 0, "profile_keys": ""}]}
+    state = {
+        "state_version": 3,
+        "read_through": [{"watermark": "2026-11-20T10:00:00.000Z", "profile_count": 0, "profile_keys": ""}],
+        "full_pass_at": "2026-11-19T10:00:00.000Z",
+    }
 
     result = run_read(config(), ["user_events"], SyncMode.incremental, state=events_state(state))
 
     assert not any(line.startswith("Setting state of") for line in result.logs())
     (summary,) = [line for line in result.logs() if line.startswith("Incoming state of user_events")]
-    assert "state_version 3, 0 profiles in 1 watermark groups" in summary and "bytes" in summary
+    assert "state_version 3, 0 profiles in 1 watermark groups, last full pass at '2026-11-19T10:00:00.000Z'" in summary and "bytes" in summary
     assert "profile_keys" not in summary
 
 
