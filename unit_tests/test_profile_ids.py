@@ -18,7 +18,7 @@ from source_segment_profile.errors import CredentialsRejected, TransientApiError
 from source_segment_profile.masking import profile_state_key
 from source_segment_profile.profile_ids import IdPage, ListingUnavailable, ReadProgress, ResumePoint, UserIds, UserListing, ids_fingerprint
 from source_segment_profile.rate_budget import RateBudget
-from unit_tests.builders import ACCOUNT_STREAMS, ALL_STREAMS, SPACE_ID, Reply, config, cursor, traits_page
+from unit_tests.builders import ACCOUNT_STREAMS, ALL_STREAMS, SPACE_ID, Reply, config, cursor, data_page, traits_page
 from unit_tests.conftest import check_status, run_read
 
 pytestmark = pytest.mark.usefixtures("clock")  # no test really waits
@@ -451,6 +451,22 @@ def test_user_streams_read_the_configured_ids_then_every_listed_user_as_segment_
         "user_id:u1",
     ]
     assert result.states("user_traits")[-1] == {"__ab_full_refresh_sync_complete": True}
+
+
+def test_a_sync_pages_through_the_listing_once_and_every_user_stream_reads_the_same_users(api):
+    serve_listing(api, [f"use_{n}" for n in range(250)])  # three pages of 100
+    for n in range(250):
+        api.pages("user_traits", f"segment_id:use_{n}", traits_page({"n": n}))
+        api.pages("user_external_ids", f"segment_id:use_{n}", data_page([]))
+
+    result = run_read(config(user_external_ids=[], read_all_users=True), streams=["user_traits", "user_external_ids"])
+
+    assert result.errors() == []
+    assert [token for token, limit in listing_requests(api) if limit != "1"] == ["0", "100", "200"]  # once, not once a stream
+    for resource in ("traits", "external_ids"):
+        assert sorted(path for path in profile_requests(api) if path.endswith(f"/{resource}")) == sorted(
+            f"/v1/spaces/{SPACE_ID}/collections/users/profiles/segment_id:use_{n}/{resource}" for n in range(250)
+        )
 
 
 def test_a_resumed_user_stream_reads_only_the_profiles_its_state_does_not_say_done(api):
