@@ -17,6 +17,8 @@ metadata moved since the sync before read them (`moved_since_last_read`).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -329,3 +331,44 @@ def test_with_the_option_off_every_user_is_read_in_every_stream_as_before(tmp_pa
             assert sorted(map(canonical, full_refresh.records[stream])) == sorted(map(canonical, second.records[stream]))
             assert all("read_at" not in record for record in full_refresh.records[stream])
         assert all(record["read_at"] for stream in ("user_traits", "user_links") for record in second.records[stream])
+
+
+def test_a_message_that_arrives_after_the_metadata_was_read_is_delivered_by_the_next_sync(tmp_path):
+    # A sync reads the metadata first; a message can reach a user after that, and before a later
+    # stream's pass begins (at a million users, hours later). That stream skips the user by what it
+    # knew, and must keep the user's older watermark, not take its own (which is after the
+    # message): the next sync then sees the metadata moved past it and reads the user.
+    with space(latency_ms=1000, latency_spread=0) as emulator:
+        connection = Connection(emulator, tmp_path, max_concurrency=8)
+        catalog = configured_catalog(("user_metadata", "user_traits"), cursors=SKIPPABLE_STREAMS)
+        connection.sync(catalog)
+        late_comer = connection.users[-1]
+        emulator.deliver_messages("identify", users=connection.users[:10])  # user_traits reads these first
+        emulator.advance_clock(BETWEEN_SYNCS_SECONDS)
+        assert late_comer not in connection.moved_since_last_read()
+
+        sync = {}
+        emulator.reset_stats()  # the request log holds sync 1's requests until the sync's own reset
+        running = threading.Thread(target=lambda: sync.setdefault("run", connection.sync(catalog)))
+        running.start()
+        deadline = time.monotonic() + 120
+        while sum(entry["endpoint"] == "user_metadata" for entry in emulator.requests()) < USERS:
+            assert time.monotonic() < deadline and running.is_alive(), "user_metadata never finished"
+            time.sleep(0.01)
+        # user_metadata is done; user_traits' first requests wait out their second: the message
+        # arrives now, and the API's clock moves on 10 minutes before their answers are dated.
+        delivery = emulator.deliver_messages("identify", users=[late_comer])
+        emulator.advance_clock(BETWEEN_SYNCS_SECONDS)
+        running.join(timeout=120)
+        second = sync["run"]
+
+        assert late_comer not in {record["external_id"] for record in second.records["user_metadata"]}, "the message came before the metadata was read"
+        assert late_comer not in {record["external_id"] for record in second.records["user_traits"]}  # skipped by what it knew
+        traits_state = profiles_read_through(connection.states["user_traits"]["stream"]["stream_state"])
+        assert traits_state[profile_state_key(late_comer)] < datetime.fromisoformat(delivery["arrival"].replace("Z", "+00:00"))
+        assert max(traits_state.values()) > datetime.fromisoformat(delivery["arrival"].replace("Z", "+00:00")), "the clock did not move before user_traits' first answer"
+
+        third = connection.next_sync(catalog)
+        traits = {record["external_id"]: record for record in third.records["user_traits"]}
+        assert "last_identified_at" in traits[late_comer]["traits"]
+        assert {record["external_id"]: record["updated_at"] for record in third.records["user_metadata"]}[late_comer] == delivery["arrival"]
