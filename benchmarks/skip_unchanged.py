@@ -33,18 +33,14 @@ from typing import Callable, Optional
 from benchmarks.connector_output import RECORD_LINE
 from benchmarks.connector_runs import UNPACED_BUDGET, ConnectorRead, connector_config, read
 from benchmarks.report import Check, Row
+from integration_tests.connector_cli import SKIPPABLE_STREAMS, configured_catalog
 from segment_profile_emulator.testing import RunningEmulator, running_emulator
 
 SKIP_USERS = 10_000
 SKIP_ACCOUNTS = 10
-# The five user streams that take part, with their cursors (the connector's cursor_field).
-USER_STREAM_CURSORS = {
-    "user_traits": "read_at",
-    "user_events": "timestamp",
-    "user_external_ids": "created_at",
-    "user_metadata": "updated_at",
-    "user_links": "read_at",
-}
+# The five user streams that take part, incremental append_dedup with their cursors: the catalog
+# the integration tests of issue 25 sync with.
+SKIP_CATALOG = configured_catalog(tuple(SKIPPABLE_STREAMS), cursors=SKIPPABLE_STREAMS)
 MESSAGE_KIND = "identify"  # it adds an event, a trait and an anonymous id: every stream has news
 FRACTIONS = {"2a": 0.0, "2b": 0.1, "2c": 1.0}  # sync -> the share of users given a message before it
 BASELINE_FRACTION = 0.1
@@ -56,21 +52,6 @@ GOAL_ALL_ABOVE_TODAY = 1.0
 MILLION = 1_000_000
 DAILY_BUDGET = 80  # requests/s, the connector's default requests_per_second
 LISTING_PAGE = 100
-
-
-def incremental_catalog(cursors: dict[str, str] = USER_STREAM_CURSORS) -> dict:
-    """Every stream of `cursors` incremental, append_dedup, with its cursor."""
-    return {
-        "streams": [
-            {
-                "stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]},
-                "sync_mode": "incremental",
-                "destination_sync_mode": "append_dedup",
-                "cursor_field": [cursor],
-            }
-            for name, cursor in cursors.items()
-        ]
-    }
 
 
 @dataclass
@@ -205,7 +186,7 @@ def _sequence(users: int, skip: bool, fractions: dict[str, float], workdir: Path
     and a sync from the previous one's final states. `check_sync`: the sync whose records
     check_delivered compares with its delivery."""
     emulator_options = {"users": users, "accounts": SKIP_ACCOUNTS, "rate_limit": 0}
-    catalog = incremental_catalog()
+    catalog = SKIP_CATALOG
     syncs: dict[str, SyncFigures] = {}
     delivered = Delivered()
     with running_emulator(**emulator_options) as emulator:

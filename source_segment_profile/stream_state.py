@@ -65,6 +65,11 @@ class StreamCheckpoints(ABC):
     def answer_received(self, server_date: Optional[str]) -> None:
         """An answer of this stream came (its Date header: the API's clock)."""
 
+    @property
+    def skipping(self) -> bool:
+        """This pass skips profiles whose metadata did not move (only an incremental one can)."""
+        return False
+
     def _reading(self) -> Optional[dict[str, Any]]:
         """Where an unfinished reading stands, for streams whose reading is worth resuming."""
         return self.read_progress.checkpoint(self._profiles.fingerprint) if self._profiles.resumable else None
@@ -124,6 +129,10 @@ class ReadThroughCheckpoints(StreamCheckpoints):
         self._may_skip = may_skip
         self.full_pass = not may_skip or (resumed if resumed is not None else due)
         return self.full_pass
+
+    @property
+    def skipping(self) -> bool:
+        return self._may_skip and not self.full_pass
 
     def answer_received(self, server_date: Optional[str]) -> None:
         """The sync's watermark comes from the first answer's Date header: the API's clock."""

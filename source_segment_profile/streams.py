@@ -91,7 +91,6 @@ class ProfileStream(HttpStream, ABC):
         self._reading_ended = False
         self._progress: Optional[StreamProgress] = None
         self._incremental = False
-        self._skipping = False  # this pass skips users whose metadata did not move
         self._lookups_at_start = 0
         super().__init__()
 
@@ -201,7 +200,7 @@ class ProfileStream(HttpStream, ABC):
                 self._checkpoints.checkpoint(reading_ended=False)
                 return
         self._items, self._reading_ended = None, True
-        if self._skipping and self._changes.lookups > self._lookups_at_start:
+        if self._checkpoints.skipping and self._changes.lookups > self._lookups_at_start:
             self._progress.notes.append(f"{self._changes.lookups - self._lookups_at_start} users' metadata read for the skip (not read earlier in this sync).")
         self.reading_ended()
         self._checkpoints.checkpoint(reading_ended=True)
@@ -226,7 +225,6 @@ class ProfileStream(HttpStream, ABC):
     def _start_reading(self, sync_mode: SyncMode) -> None:
         self._incremental = sync_mode == SyncMode.incremental
         self._progress = self._new_progress(self.name)
-        self._skipping = False
         if isinstance(self._checkpoints, ReadThroughCheckpoints):
             self._start_pass()
         reader = ProfileReader(self.read_profile, self._config.max_concurrency, self._progress.log_if_due, IDLE_POLL_SECONDS)
@@ -238,8 +236,7 @@ class ProfileStream(HttpStream, ABC):
         """Whether this pass may skip unchanged users, said in the log with why."""
         may_skip = self.skips_unchanged and self._changes is not None and self._config.skip_unchanged_profiles and self._incremental
         full_pass = self._checkpoints.start_pass(may_skip, self._config.full_pass_every, datetime.now(timezone.utc))
-        self._skipping = not full_pass
-        self._progress.skips_unchanged = self._skipping
+        self._progress.skips_unchanged = self._checkpoints.skipping
         if not (self.skips_unchanged and self._config.skip_unchanged_profiles):
             return
         last = self._checkpoints.watermarks.full_pass_at
@@ -253,7 +250,7 @@ class ProfileStream(HttpStream, ABC):
         """True when this pass skips the user: its metadata `updated_at` is before the watermark the
         stream last read it through. A user the state does not know, or whose metadata is not known
         (404, absent, unreadable), is read."""
-        if not self._skipping:
+        if not self._checkpoints.skipping:
             return False
         read_through = self._checkpoints.watermarks.read_through(external_id)
         if read_through is None or not self.may_skip_read_through(read_through):
@@ -577,7 +574,7 @@ class UserLinks(DataListStream):
         # A resumed attempt skipped the users an interrupted one read, and a skipping pass the
         # unchanged users: its links are not all of them, so the account streams read every
         # user's links themselves.
-        if self._linked_accounts is not None and self._checkpoints.read_progress.resume_from is None and not self._skipping:
+        if self._linked_accounts is not None and self._checkpoints.read_progress.resume_from is None and not self._checkpoints.skipping:
             self._linked_accounts.complete = True
 
     def read_links_only(self) -> None:
